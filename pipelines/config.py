@@ -1,0 +1,176 @@
+"""The one config model: a YAML file validated once, at the edge, then passed around typed.
+
+Every section forbids unknown keys, so a typo is an error that names the key and lists
+what is allowed. The validated config is serialised into every published version's
+metadata (`JobConfig.model_dump(mode="json")`).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_STORE = "./firth-store"
+# Unicode-aware words: letters/digits (any script), optionally joined by an apostrophe
+# ("don't", "python's"). Underscores split words; numbers are kept as tokens.
+DEFAULT_TOKEN_PATTERN = r"[^\W_]+(?:['\u2019][^\W_]+)*"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusConfig(Section):
+    """Where the shards are and how to read them."""
+
+    shards: list[str] = Field(min_length=1, description="shard URIs or globs: local paths or s3://")
+    format: Literal["auto", "text", "jsonl", "parquet"] = "auto"  # auto: by file extension
+    id_field: str = "id"  # JSON Lines / Parquet document id; text shards use "<shard name>:<line>"
+    text_field: str = "text"
+    storage_options: dict[str, Any] = {}  # passed to fsspec (s3fs: key, secret, endpoint_url, ...)
+    on_bad_record: Literal["error", "skip"] = "error"  # skip: count and report instead of failing
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+class TokenizerConfig(Section):
+    lowercase: bool = True
+    pattern: str = DEFAULT_TOKEN_PATTERN  # a Python regex; each match is one token
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v):
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+
+class StatisticsConfig(Section):
+    engine: Literal["dask"] = "dask"
+    scheduler_address: str | None = None  # e.g. tcp://host:8786; None starts a LocalCluster
+    n_workers: int = Field(2, ge=1)  # LocalCluster worker processes
+    min_count: int = Field(5, ge=1)
+    max_vocab_size: int | None = Field(None, ge=1)
+    window: int = Field(10, ge=1)
+    weighting: Literal["harmonic", "uniform"] = "harmonic"  # harmonic: a pair d apart adds 1/d (GloVe)
+    n_buckets: int = Field(16, ge=1)  # co-occurrence output files, keyed by i % n_buckets
+    output: str | None = None  # where statistics Parquet goes; default <store>/_statistics/<table>
+
+
+class GloveConfig(Section):
+    model: Literal["glove"] = "glove"
+    dim: int = Field(100, ge=1)
+    x_max: float = Field(100.0, gt=0)
+    alpha: float = Field(0.75, gt=0)
+    epochs: int = Field(15, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_workers: int = Field(2, ge=1)  # Ray Train workers
+    use_gpu: bool = False
+    syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
+    shuffle_buffer: int = Field(1_000_000, ge=1)  # co-occurrence entries shuffled together
+    seed: int = 0
+    max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint
+    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
+
+
+class StoreConfig(Section):
+    uri: str = DEFAULT_STORE  # local directory or s3://bucket/prefix
+    storage_options: dict[str, str] = {}  # deltalake/object_store options (AWS_ENDPOINT_URL, ...)
+
+
+class EvaluationConfig(Section):
+    enabled: bool = True
+    analogy_vocab: int = Field(30_000, ge=1)  # 3CosAdd searches the most frequent N words
+
+
+class JobConfig(Section):
+    table: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # name of the published table
+    corpus: CorpusConfig
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    statistics: StatisticsConfig = StatisticsConfig()
+    model: GloveConfig = GloveConfig()
+    store: StoreConfig = StoreConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @property
+    def statistics_uri(self) -> str:
+        return self.statistics.output or join_uri(self.store.uri, "_statistics", self.table)
+
+    @property
+    def checkpoint_uri(self) -> str:
+        return self.model.checkpoint_dir or join_uri(self.store.uri, "_checkpoints", self.table)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, the key and what is allowed."""
+
+
+def join_uri(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def load_config(path: str | os.PathLike, store: str | None = None) -> JobConfig:
+    """Read and validate a YAML config.
+
+    Relative shard paths are resolved against the config file's folder, so a config works from
+    any working directory; a relative store path is under the working directory. `store`
+    (CLI `--store`), else `$FIRTH_STORE`, overrides the config's store URI.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (table, corpus, ...), got {type(raw).__name__}")
+    raw.setdefault("store", {})
+    if store or os.environ.get("FIRTH_STORE"):
+        raw["store"]["uri"] = store or os.environ["FIRTH_STORE"]
+    try:
+        config = JobConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: invalid config\n{_explain(e)}") from None
+    base = path.resolve().parent
+    return config.model_copy(update={
+        "corpus": config.corpus.model_copy(update={"shards": [_resolve(s, base) for s in config.corpus.shards]}),
+        "store": config.store.model_copy(update={"uri": _resolve(config.store.uri, Path.cwd())}),
+    })
+
+
+def _resolve(uri: str, base: Path) -> str:
+    """Absolute form of a local path relative to `base`; URIs with a scheme pass through."""
+    return uri if "://" in uri else str((base / uri).resolve())
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<top>"
+        if err["type"] == "extra_forbidden":
+            section = _section_at(err["loc"][:-1])
+            allowed = ", ".join(section.model_fields) if section else "?"
+            lines.append(f"  {key}: unknown key; allowed here: {allowed}")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = JobConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model

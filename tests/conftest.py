@@ -1,0 +1,61 @@
+"""Shared fixtures: real services on loopback only (moto_server for S3)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+S3_REGION = "us-west-2"  # moto refuses bucket creation in us-east-1 without a location constraint
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible HTTP server (moto_server) on 127.0.0.1 for the whole session."""
+    port = _free_port()
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("moto_server did not start")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket; returns (bucket, fsspec storage_options, deltalake storage_options)."""
+    import s3fs
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": S3_REGION, "AWS_REGION": S3_REGION}.items():
+        monkeypatch.setenv(k, v)
+    fs_options = {"key": "testing", "secret": "testing",
+                  "client_kwargs": {"endpoint_url": s3_server, "region_name": S3_REGION}}
+    delta_options = {"AWS_ENDPOINT_URL": s3_server, "AWS_ALLOW_HTTP": "true", "AWS_REGION": S3_REGION,
+                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    bucket = f"firth-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(**fs_options)
+    fs.mkdir(bucket, create_parents=True, region_name=S3_REGION)
+    return bucket, fs_options, delta_options
