@@ -1,0 +1,168 @@
+"""The one IO layer: every path is a URI (local path, file://, s3://) resolved through fsspec.
+
+Two option styles exist in the config. Corpus options are fsspec-style (`key`, `secret`,
+`client_kwargs`, ...); store options are deltalake/object_store-style (`AWS_ENDPOINT_URL`,
+`AWS_ACCESS_KEY_ID`, ...), so that one set serves both Delta and plain Parquet under the store.
+`filesystem()` accepts either: a mapping whose keys are all UPPER_CASE is object_store-style and
+is translated by `fsspec_options()`; lowercase keys pass to fsspec unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+import fsspec
+import pyarrow.fs as pafs
+from fsspec.core import url_to_fs
+
+# object_store key (upper case) -> fsspec/s3fs option. Aliases follow object_store's own.
+_TOP_LEVEL = {
+    "AWS_ACCESS_KEY_ID": "key", "ACCESS_KEY_ID": "key",
+    "AWS_SECRET_ACCESS_KEY": "secret", "SECRET_ACCESS_KEY": "secret",
+    "AWS_SESSION_TOKEN": "token", "AWS_TOKEN": "token", "SESSION_TOKEN": "token", "TOKEN": "token",
+    "AWS_PROFILE": "profile",
+}
+_CLIENT_KWARGS = {
+    "AWS_ENDPOINT_URL": "endpoint_url", "AWS_ENDPOINT": "endpoint_url", "ENDPOINT_URL": "endpoint_url",
+    "ENDPOINT": "endpoint_url",
+    "AWS_REGION": "region_name", "AWS_DEFAULT_REGION": "region_name", "REGION": "region_name",
+}
+_BOOLEAN = {"AWS_ALLOW_HTTP", "ALLOW_HTTP", "AWS_SKIP_SIGNATURE", "SKIP_SIGNATURE"}
+# Options that only matter to Delta's commit protocol or object_store's HTTP client; s3fs has
+# no counterpart, so they are accepted and not translated.
+_DELTA_ONLY = {
+    "AWS_S3_ALLOW_UNSAFE_RENAME", "AWS_CONDITIONAL_PUT", "AWS_S3_LOCKING_PROVIDER", "DELTA_DYNAMO_TABLE_NAME",
+    "AWS_COPY_IF_NOT_EXISTS", "AWS_IMDSV1_FALLBACK", "AWS_UNSIGNED_PAYLOAD", "AWS_CHECKSUM_ALGORITHM",
+    "TIMEOUT", "CONNECT_TIMEOUT", "POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE_PER_HOST", "MAX_RETRIES",
+    "RETRY_TIMEOUT", "ALLOW_INVALID_CERTIFICATES",
+}
+
+
+def fsspec_options(object_store_options: Mapping[str, str] | None) -> dict[str, Any]:
+    """Translate deltalake/object_store storage options into s3fs constructor options.
+
+    `{"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "us-west-2", "AWS_ACCESS_KEY_ID": k,
+    "AWS_SECRET_ACCESS_KEY": s}` -> `{"key": k, "secret": s, "client_kwargs": {"endpoint_url": ...,
+    "region_name": "us-west-2"}}`. Keys are case-insensitive, as in object_store. AWS_ALLOW_HTTP has
+    no s3fs counterpart (s3fs follows the endpoint's scheme) and is only checked to be a boolean.
+    """
+    options: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    for raw_key, value in (object_store_options or {}).items():
+        key = str(raw_key).upper()
+        if key in _TOP_LEVEL:
+            options[_TOP_LEVEL[key]] = value
+        elif key in _CLIENT_KWARGS:
+            client_kwargs[_CLIENT_KWARGS[key]] = value
+        elif key in _BOOLEAN:
+            flag = _boolean(raw_key, value)
+            if key.endswith("SKIP_SIGNATURE") and flag:
+                options["anon"] = True
+        elif key not in _DELTA_ONLY:
+            known = sorted({*_TOP_LEVEL, *_CLIENT_KWARGS, *_BOOLEAN, *_DELTA_ONLY})
+            raise ValueError(
+                f"storage option {raw_key!r}: not a known object_store (deltalake) option, so it cannot be "
+                f"translated for fsspec. Known: {', '.join(known)}. For fsspec-style options "
+                "(key, secret, client_kwargs) use lowercase keys and do not mix the two styles.")
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    return options
+
+
+def _boolean(key: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"storage option {key!r}: expected true or false, got {value!r}")
+
+
+def is_object_store_style(options: Mapping[str, Any] | None) -> bool:
+    """True when every key is UPPER_CASE (object_store style); raise when the styles are mixed."""
+    keys = [str(k) for k in (options or {})]
+    upper = [k for k in keys if k == k.upper()]
+    if upper and len(upper) != len(keys):
+        lower = sorted(set(keys) - set(upper))
+        raise ValueError(
+            f"storage options mix object_store-style keys {sorted(upper)} with fsspec-style keys {lower}; "
+            "use one style: AWS_ENDPOINT_URL/AWS_ACCESS_KEY_ID/... or endpoint_url/key/secret/client_kwargs")
+    return bool(upper)
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def normalize_uri(uri: str) -> str:
+    """Local paths become absolute (deltalake and fsspec then agree); remote URIs lose a trailing '/'."""
+    uri = str(uri)
+    if is_local(uri):
+        fs, path = url_to_fs(uri)
+        return fs._strip_protocol(path)
+    return uri.rstrip("/")
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([str(base).rstrip("/"), *parts])
+
+
+def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(fsspec filesystem, path inside it) for a local path, file:// or s3:// URI.
+
+    `storage_options` may be fsspec-style or object_store-style (all keys UPPER_CASE; translated).
+    """
+    options = dict(storage_options or {})
+    if is_object_store_style(options):
+        options = fsspec_options(options) if not is_local(str(uri)) else {}
+    return url_to_fs(str(uri), **options)
+
+
+def pyarrow_filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow.fs filesystem, path inside it), for libraries that take one (Ray Train's
+    `storage_filesystem`, pyarrow datasets). Local paths get pyarrow's native LocalFileSystem;
+    anything else wraps the fsspec filesystem, so both see the same options and credentials."""
+    fs, path = filesystem(uri, storage_options)
+    if _fs_is_local(fs):
+        return pafs.LocalFileSystem(), path
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def _fs_is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol
+
+
+@contextlib.contextmanager
+def open_atomic(uri: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[BinaryIO]:
+    """Open `uri` for writing so that a reader never sees a half-written file.
+
+    Local: write `.<name>.<random>.tmp` in the same folder, then rename (atomic on one filesystem).
+    Object stores: an object appears only when its single PUT or multipart upload completes, so the
+    file is written in place and, if the body raises, the upload is discarded instead of completed.
+    """
+    fs, path = filesystem(uri, storage_options)
+    if _fs_is_local(fs):
+        parent = posixpath.dirname(path)
+        fs.makedirs(parent, exist_ok=True)
+        tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with fs.open(tmp, "wb") as f:
+                yield f
+            fs.mv(tmp, path)
+        except BaseException:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+            raise
+    else:
+        f = fs.open(path, "wb")
+        try:
+            yield f
+        except BaseException:
+            f.discard()  # s3fs: aborts the multipart upload; a single PUT was never sent
+            f.closed = True  # so close() cannot flush the partial buffer
+            raise
+        f.close()

@@ -1,0 +1,332 @@
+"""The versioned table store: each embedding table is a Delta table at `<store>/tables/<name>`.
+
+Every publish is one Delta commit (mode overwrite), so a table's versions are Delta versions and
+any older one can be read back (time travel). The commit is the only step that makes data
+visible: a publish that fails anywhere before it leaves at most orphaned data files, which no
+version references (Delta's `vacuum` removes them). The caller's metadata (the job config, run
+figures) travels as JSON in the commit's custom metadata under the key "firth".
+
+Delta has no fixed-size list type: `vector` is stored as list<float32> and read back as
+fixed_size_list<float32>[dim] after checking every row's length.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
+from schemas.tables import SchemaError, check, embedding_schema
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_REF_PATTERN = re.compile(r"^(?P<name>[^@]*)(?:@(?P<version>[^@]*))?$")
+METADATA_KEY = "firth"  # commit custom metadata: the caller's metadata as JSON
+_DIM_KEY, _PUBLISH_ID_KEY = "firth.dim", "firth.publish_id"
+# Keep the commit log (and so time travel to every version) for a century instead of Delta's
+# 30-day default, after which a checkpoint would clean old commits away.
+_TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 36500 days"}
+
+
+class StoreError(ValueError):
+    """A store request that cannot be served: bad name or ref, bad table, bad options."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A table or version that does not exist; the message lists what does."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    timestamp: datetime  # commit time, UTC
+    metadata: dict = field(default_factory=dict)  # what the publisher passed
+    dim: int | None = None  # None for commits not made by TableStore.publish
+    rows: int | None = None
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise StoreError(f"bad table name {name!r}: use 1-64 characters of a-z, 0-9, '_' and '-', "
+                         "starting with a letter or digit (e.g. 'wiki-glove-100')")
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'name@3' -> ('name', 3); 'name' -> ('name', None) meaning the latest version."""
+    match = _REF_PATTERN.match(ref) if isinstance(ref, str) else None
+    if not match or (match["version"] is not None and not match["version"].isdigit()):
+        raise StoreError(f"bad table reference {ref!r}: expected NAME or NAME@VERSION with VERSION a "
+                         "non-negative integer, e.g. 'wiki-glove' or 'wiki-glove@3'")
+    try:
+        validate_name(match["name"])
+    except StoreError as e:
+        raise StoreError(f"bad table reference {ref!r}: {e}") from None
+    return match["name"], None if match["version"] is None else int(match["version"])
+
+
+class TableStore:
+    """Embedding tables under one URI (local directory or s3://bucket/prefix).
+
+    `storage_options` are deltalake/object_store-style (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...);
+    listing and reading data files use the same options translated for fsspec (schemas.fs).
+    """
+
+    def __init__(self, uri: str, storage_options: Mapping[str, str] | None = None):
+        options = dict(storage_options or {})
+        if options and not is_object_store_style(options):
+            raise StoreError(f"store {uri}: storage_options must be deltalake/object_store-style "
+                             f"(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...), got {sorted(options)}")
+        self.uri = normalize_uri(uri)
+        self.storage_options = {k: str(v) for k, v in options.items()}
+
+    def __repr__(self) -> str:
+        return f"TableStore({self.uri!r})"
+
+    def table_uri(self, name: str) -> str:
+        return join(self.uri, "tables", validate_name(name))
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, metadata: Mapping[str, Any] | None = None,
+                ) -> int:
+        """Write `table` (embedding_schema(dim)) as the next version of `name`; return that version.
+
+        A RecordBatchReader is streamed batch by batch (each batch checked as it passes); a bad
+        batch or a reader that raises aborts the write before the commit, so no version appears.
+        """
+        uri = self.table_uri(name)
+        try:
+            metadata_json = json.dumps(dict(metadata or {}), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"publish {name!r}: metadata is not JSON-serialisable ({e}); pass plain "
+                             "dicts/lists/str/numbers, e.g. JobConfig.model_dump(mode='json')") from None
+        if not isinstance(table, (pa.Table, pa.RecordBatchReader)):
+            raise TypeError(f"publish {name!r}: expected a pyarrow Table or RecordBatchReader, "
+                            f"got {type(table).__name__}")
+        dim = _dim_of(table.schema, name)
+        if isinstance(table, pa.Table):
+            table = _validate_embeddings(check(table, embedding_schema(dim), name), name)
+            if table.num_rows == 0:
+                raise StoreError(f"publish {name!r}: the table has no rows; nothing to publish")
+            source = _CheckedBatches(table.to_reader(), name, dim, checked=True)
+        else:
+            source = _CheckedBatches(table, name, dim, checked=False)
+
+        publish_id = uuid.uuid4().hex
+        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), _PUBLISH_ID_KEY: publish_id}
+        try:
+            write_deltalake(
+                uri, source.reader(), mode="overwrite", storage_options=self.storage_options or None,
+                configuration=_TABLE_CONFIGURATION,
+                commit_properties=CommitProperties(custom_metadata=custom_metadata),
+            )
+        except Exception as e:
+            if source.error is not None:  # our own check failed mid-stream: report it, not Delta's wrapper
+                raise source.error from None
+            version = self._find_publish(name, publish_id)
+            if version is not None:  # e.g. a checkpoint after the commit failed; the version is readable
+                warnings.warn(f"publish {name!r} to {uri}: version {version} was committed, but a step after "
+                              f"the commit failed: {e}", stacklevel=2)
+                return version
+            raise StoreError(f"publish {name!r} to {uri} failed; no new version was committed: {e}") from e
+        version = self._find_publish(name, publish_id)
+        if version is None:
+            raise StoreError(f"publish {name!r}: committed, but the commit is not among the last 32 of "
+                             f"{uri}; list the versions to find it")
+        return version
+
+    def _find_publish(self, name: str, publish_id: str) -> int | None:
+        """The version whose commit carries `publish_id`, or None."""
+        try:
+            history = DeltaTable(self.table_uri(name), storage_options=self.storage_options or None).history(limit=32)
+        except TableNotFoundError:
+            return None
+        for commit in history:  # newest first; others may have published since
+            if commit.get(_PUBLISH_ID_KEY) == publish_id:
+                return int(commit["version"])
+        return None
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        """Names of the tables in this store, sorted."""
+        fs, root = filesystem(join(self.uri, "tables"), self.storage_options)
+        fs.invalidate_cache(root)  # Delta writes bypass fsspec, so a cached listing may be stale
+        if not fs.exists(root):
+            return []
+        names = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(root, detail=False))
+        return [n for n in names if NAME_PATTERN.match(n)
+                and DeltaTable.is_deltatable(self.table_uri(n), self.storage_options or None)]
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Every version of `name`, oldest first."""
+        return sorted((_version_info(c) for c in self._open(name).history()), key=lambda v: v.version)
+
+    def info(self, name: str, version: int | None = None) -> VersionInfo:
+        """The commit of `version` (latest when None)."""
+        dt = self._open(name)
+        latest = dt.version()
+        target = latest if version is None else version
+        if not isinstance(target, int) or not 0 <= target <= latest:
+            raise self._missing_version(name, version)
+        for commit in dt.history(limit=latest - target + 1):  # newest first
+            if int(commit["version"]) == target:
+                return _version_info(commit)
+        raise self._missing_version(name, version)
+
+    def read(self, name: str, version: int | None = None) -> pa.Table:
+        """Version `version` (latest when None) of `name`, as embedding_schema(dim), rows by `id`."""
+        dt = self._open(name, version)
+        ref = f"{name}@{dt.version()}"
+        fs, root = pyarrow_filesystem(self.table_uri(name), self.storage_options)
+        # Our own filesystem instead of deltalake's default one: with the default, the process
+        # aborted at exit about half the time here ("terminate called without an active exception").
+        data = dt.to_pyarrow_table(filesystem=pafs.SubTreeFileSystem(root, fs))
+        return _from_delta(data, ref)
+
+    def _open(self, name: str, version: int | None = None) -> DeltaTable:
+        uri = self.table_uri(name)
+        try:
+            dt = DeltaTable(uri, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            existing = self.tables()
+            listing = f"tables there: {', '.join(existing)}" if existing else "the store has no tables yet"
+            raise NotFoundError(f"no table {name!r} in store {self.uri} ({listing})") from None
+        if version is not None:
+            if not isinstance(version, int) or not 0 <= version <= dt.version():
+                raise self._missing_version(name, version)
+            try:
+                dt.load_as_version(version)
+            except DeltaError as e:  # e.g. a version whose log was cleaned up
+                raise NotFoundError(f"table {name!r} in store {self.uri}: version {version} cannot be "
+                                    f"loaded ({e}); versions: {self._version_list(name)}") from None
+        return dt
+
+    def _missing_version(self, name: str, version: Any) -> NotFoundError:
+        return NotFoundError(f"table {name!r} in store {self.uri} has no version {version!r}; "
+                             f"versions: {self._version_list(name)}")
+
+    def _version_list(self, name: str) -> str:
+        numbers = [v.version for v in self.versions(name)]
+        if numbers and numbers == list(range(numbers[0], numbers[-1] + 1)):
+            return f"{numbers[0]}..{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
+        return ", ".join(map(str, numbers))
+
+
+class _CheckedBatches:
+    """Streams batches to Delta, checking each one; remembers the first error (Delta wraps it)."""
+
+    def __init__(self, reader: pa.RecordBatchReader, name: str, dim: int, checked: bool):
+        self.source, self.name, self.dim, self.checked = reader, name, dim, checked
+        self.error: Exception | None = None
+        self.rows = 0
+        self.delta_schema = _delta_schema(embedding_schema(dim))
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.delta_schema, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            token_chunks, id_chunks = [], []  # for the uniqueness check across batches
+            for batch in self.source:
+                table = pa.Table.from_batches([batch])
+                if not self.checked:
+                    table = _validate_embeddings(check(table, embedding_schema(self.dim), self.name), self.name)
+                    token_chunks += table.column("token").chunks
+                    id_chunks += table.column("id").chunks
+                self.rows += table.num_rows
+                yield from table.cast(self.delta_schema).to_batches()
+            if not self.checked:  # known only at the end of the stream, still before the commit
+                _check_unique(self.name, "token", pa.chunked_array(token_chunks, pa.string()))
+                _check_unique(self.name, "id", pa.chunked_array(id_chunks, pa.int32()))
+            if self.rows == 0:
+                raise StoreError(f"publish {self.name!r}: the reader yielded no rows; nothing to publish")
+        except Exception as e:
+            self.error = e
+            raise
+
+
+def _dim_of(schema: pa.Schema, name: str) -> int:
+    if "vector" not in schema.names:
+        raise SchemaError(name, "vector", f"missing field; expected fields {embedding_schema(1).names}")
+    type_ = schema.field("vector").type
+    if not pa.types.is_fixed_size_list(type_):
+        raise SchemaError(name, "vector", f"type {type_}, expected fixed_size_list<float>[dim] "
+                                          "(build it with schemas.tables.embedding_schema(dim))")
+    return type_.list_size
+
+
+def _validate_embeddings(table: pa.Table, name: str) -> pa.Table:
+    """Content rules beyond types: unique tokens and ids, finite vectors."""
+    _check_unique(name, "token", table.column("token"))
+    _check_unique(name, "id", table.column("id"))
+    for chunk in table.column("vector").chunks:
+        values = chunk.flatten().to_numpy()  # (rows * dim,) float32, zero-copy
+        if not np.isfinite(values).all():
+            rows = np.flatnonzero(~np.isfinite(values.reshape(len(chunk), -1)).all(axis=1))
+            bad = pc.take(table.column("token"), pa.array(rows[:5])).to_pylist()
+            raise SchemaError(name, "vector", f"{len(rows)} rows have NaN or infinite values (tokens {bad}...); "
+                                              "the training diverged - lower the learning rate")
+    return table
+
+
+def _check_unique(name: str, field_name: str, column: pa.ChunkedArray) -> None:
+    if pc.count_distinct(column).as_py() != len(column):
+        counts = pc.value_counts(column)
+        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+        raise SchemaError(name, field_name, f"duplicate values {dup[:5]} ({len(dup)} in all); each must appear once")
+
+
+def _delta_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema as stored in Delta: vector as list<float32> (Delta has no fixed-size list)."""
+    vector = schema.field("vector")
+    return schema.set(schema.get_field_index("vector"),
+                      vector.with_type(pa.list_(vector.type.value_field))).remove_metadata()
+
+
+def _from_delta(data: pa.Table, ref: str) -> pa.Table:
+    """Delta's list<float32> vectors back to fixed_size_list<float32>[dim], checked; rows sorted by id."""
+    if "vector" not in data.column_names:
+        raise SchemaError(ref, "vector", f"missing field; the stored table has {data.column_names}")
+    vectors = data.column("vector")
+    if vectors.null_count:
+        raise SchemaError(ref, "vector", f"{vectors.null_count} null vectors")
+    if not pa.types.is_list(vectors.type):
+        raise SchemaError(ref, "vector", f"stored type {vectors.type}, expected list<float>")
+    lengths = pc.list_value_length(vectors).to_numpy()  # (rows,)
+    if len(lengths) == 0:
+        raise SchemaError(ref, "vector", "the stored table has no rows")
+    dim = int(lengths[0])
+    if dim < 1 or (lengths != dim).any():
+        bad = int(np.flatnonzero(lengths != dim)[0]) if dim >= 1 else 0
+        raise SchemaError(ref, "vector", f"row {bad} has {lengths[bad]} values, row 0 has {dim}; "
+                                         "all vectors must have the same length")
+    fixed_type = pa.list_(pa.field("item", vectors.type.value_type), dim)  # check() sets nullability
+    fixed = pa.chunked_array([pa.FixedSizeListArray.from_arrays(c.flatten(), type=fixed_type) for c in vectors.chunks],
+                             fixed_type)
+    data = data.set_column(data.column_names.index("vector"), "vector", fixed)
+    table = check(data, embedding_schema(dim), ref)
+    ids = table.column("id").to_numpy()  # Delta returns files in no promised order
+    if len(ids) > 1 and (ids[1:] < ids[:-1]).any():
+        table = table.take(pa.array(np.argsort(ids, kind="stable")))
+    return table
+
+
+def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
+    timestamp = datetime.fromtimestamp(int(commit["timestamp"]) / 1000, tz=timezone.utc)
+    metadata = json.loads(commit[METADATA_KEY]) if METADATA_KEY in commit else {}
+    dim = int(commit[_DIM_KEY]) if _DIM_KEY in commit else None
+    rows = (commit.get("operationMetrics") or {}).get("num_added_rows")
+    return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows))

@@ -1,0 +1,101 @@
+"""The consumer API on a hand-made 4-word table, loading from a store, and its light imports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from schemas.consumer import Embeddings, open_embeddings
+from schemas.store import NotFoundError, TableStore
+
+REPO = Path(__file__).resolve().parents[1]
+ROOT_HALF = np.sqrt(0.5)
+
+# Hand-checked geometry. Unit vectors: a = (1, 0, 0), b = (0.6, 0.8, 0), c = (0, 1/√2, 1/√2), d = (-1, 0, 0).
+# cos(a,b) = 0.6, cos(a,c) = 0, cos(a,d) = -1, cos(b,c) = 0.8/√2 ≈ 0.5657, cos(b,d) = -0.6, cos(c,d) = 0.
+TOKENS = ["a", "b", "c", "d"]
+VECTORS = np.array([[1, 0, 0], [3, 4, 0], [0, 2, 2], [-1, 0, 0]], dtype=np.float32)  # (4, 3)
+
+
+def table() -> pa.Table:
+    return pa.table({
+        "token": TOKENS,
+        "id": pa.array([0, 1, 2, 3], pa.int32()),
+        "count": pa.array([40, 30, 20, 10], pa.int64()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(VECTORS.ravel()), 3),
+    })
+
+
+def assert_neighbors(got, expected):
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-6)
+
+
+def test_neighbors_of_a_token_in_cosine_order_excluding_itself():
+    emb = Embeddings.from_table(table(), name="toy")
+    assert_neighbors(emb.neighbors("a"), [("b", 0.6), ("c", 0.0), ("d", -1.0)])
+    assert_neighbors(emb.neighbors("b"), [("a", 0.6), ("c", 0.8 * ROOT_HALF), ("d", -0.6)])
+    assert_neighbors(emb.neighbors("b", k=2), [("a", 0.6), ("c", 0.8 * ROOT_HALF)])
+    # a and d tie at cosine 0 with c: the lower row (the more frequent word) comes first
+    assert_neighbors(emb.neighbors("c"), [("b", 0.8 * ROOT_HALF), ("a", 0.0), ("d", 0.0)])
+    assert_neighbors(emb.neighbors("c", k=2), [("b", 0.8 * ROOT_HALF), ("a", 0.0)])
+
+
+def test_neighbors_of_a_vector_include_every_token():
+    emb = Embeddings.from_table(table())
+    # query (1, 1, 0)/√2: a ·= 1/√2, b ·= 1.4/√2, c ·= 0.5, d ·= -1/√2
+    assert_neighbors(emb.neighbors(np.array([2.0, 2.0, 0.0])),
+                     [("b", 1.4 * ROOT_HALF), ("a", ROOT_HALF), ("c", 0.5), ("d", -ROOT_HALF)])
+    with pytest.raises(ValueError, match="query vector has 2 values; table embeddings has dim 3"):
+        emb.neighbors([1.0, 0.0])
+    with pytest.raises(ValueError, match="zero or not finite"):
+        emb.neighbors(np.zeros(3))
+
+
+def test_vector_lookups():
+    emb = Embeddings.from_table(table(), name="toy", version=2)
+    assert emb.vector("b").tolist() == [3.0, 4.0, 0.0]
+    assert emb.vector("b").dtype == np.float32
+    assert emb.vectors.shape == (4, 3) and emb.vectors.dtype == np.float32
+    assert emb.vectors_for(["d", "a", "d"]).tolist() == [[-1, 0, 0], [1, 0, 0], [-1, 0, 0]]
+    with pytest.raises(KeyError, match=r"token 'zebra' is not in table toy@2"):
+        emb.vector("zebra")
+    with pytest.raises(KeyError, match=r"2 tokens are not in table toy@2: \['x', 'y'\]"):
+        emb.vectors_for(["a", "x", "y"])
+    assert "a" in emb and "zebra" not in emb and len(emb) == 4
+
+
+def test_open_embeddings_from_a_store_by_ref(tmp_path):
+    store = TableStore(str(tmp_path / "store"))
+    store.publish("toy", table(), {"model": {"dim": 3}})
+    shifted = table().set_column(3, "vector", pa.FixedSizeListArray.from_arrays(pa.array((VECTORS + 1).ravel()), 3))
+    store.publish("toy", shifted, {"model": {"dim": 3}, "run": 2})
+
+    latest = open_embeddings(str(tmp_path / "store"), "toy")
+    assert (latest.version, latest.metadata) == (1, {"model": {"dim": 3}, "run": 2})
+    assert latest.vectors.tobytes() == (VECTORS + 1).tobytes()
+    first = open_embeddings(str(tmp_path / "store"), "toy@0")
+    assert (first.version, first.metadata, first.tokens) == (0, {"model": {"dim": 3}}, TOKENS)
+    assert first.vectors.tobytes() == VECTORS.tobytes()
+    assert_neighbors(first.neighbors("a", k=1), [("b", 0.6)])
+    with pytest.raises(NotFoundError, match="has no version 5; versions: 0..1"):
+        open_embeddings(str(tmp_path / "store"), "toy@5")
+
+
+def test_consumer_loads_no_engine_or_training_stack(tmp_path):
+    TableStore(str(tmp_path / "store")).publish("toy", table(), {})
+    script = (
+        "import json, sys\n"
+        "from schemas.consumer import open_embeddings\n"
+        f"emb = open_embeddings({str(tmp_path / 'store')!r}, 'toy')\n"
+        "emb.neighbors('a')\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'dask', 'distributed', 'apache_beam', 'ray', 'torch'})\n"
+        "print(json.dumps(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
