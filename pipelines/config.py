@@ -63,6 +63,7 @@ class StatisticsConfig(Section):
     window: int = Field(10, ge=1)
     weighting: Literal["harmonic", "uniform"] = "harmonic"  # harmonic: a pair d apart adds 1/d (GloVe)
     n_buckets: int = Field(16, ge=1)  # co-occurrence output files, keyed by i % n_buckets
+    memory_mb: int = Field(128, ge=1)  # co-occurrence counting budget per shard task (dense block + pair buffer)
     output: str | None = None  # where statistics Parquet goes; default <store>/_statistics/<table>
 
 

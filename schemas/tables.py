@@ -55,6 +55,15 @@ COOCCURRENCE = _schema(
     _required("j", pa.int32()),
     _required("x", pa.float32()),  # weighted co-occurrence count X_ij
 )
+# One shard's share of one co-occurrence bucket, between EncodeShards and MergeCooccurrence:
+# integer weight units (x = units / scale, see pipelines/kernels/cooccur.py) so that merging
+# is exact and the result does not depend on how shards were grouped.
+COOCCURRENCE_PARTIAL = _schema(
+    "cooccurrence_partial",
+    _required("i", pa.int32()),
+    _required("j", pa.int32()),
+    _required("units", pa.int64()),
+)
 TFIDF = _schema(
     "tfidf",
     _required("doc_id", pa.string()),
