@@ -11,6 +11,12 @@ import uuid
 
 import pytest
 
+# Local Ray for the tests: on loopback, no usage reporting, and a short worker health-check
+# interval (the 2 s default adds ~5 s to every Ray Train run).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
 S3_REGION = "us-west-2"  # moto refuses bucket creation in us-east-1 without a location constraint
 
 

@@ -1,0 +1,137 @@
+"""The `firth` command line.
+
+    firth run CONFIG.yaml [--store URI]
+    firth tables list [--json]
+    firth tables show NAME[@VERSION] [--json]
+    firth neighbors NAME[@VERSION] WORD [-k K] [--json]
+
+The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
+./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pipelines.config import DEFAULT_STORE, ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray keeps its node on 127.0.0.1
+    # Ray Train polls its workers every 2 s by default, which adds ~5 s to every run's start and end.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    try:
+        return args.command(args)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
+        # Errors a user can cause carry their own explanation; a traceback would bury it.
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"firth: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="firth", description="Sharded corpora to versioned embedding tables.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the pipeline of a config and publish a table version")
+    run.add_argument("config")
+    run.add_argument("--store", help="table store URI (overrides the config and $FIRTH_STORE)")
+    run.set_defaults(command=_run)
+
+    tables = commands.add_parser("tables", help="list and inspect published tables").add_subparsers(
+        required=True, metavar="ACTION")
+    listing = tables.add_parser("list", help="tables in the store, with their latest version")
+    listing.set_defaults(command=_tables_list)
+    show = tables.add_parser("show", help="metadata and metrics of a version (latest by default)")
+    show.add_argument("ref", metavar="NAME[@VERSION]")
+    show.set_defaults(command=_tables_show)
+
+    neighbors = commands.add_parser("neighbors", help="cosine nearest neighbours of a word")
+    neighbors.add_argument("ref", metavar="NAME[@VERSION]")
+    neighbors.add_argument("word")
+    neighbors.add_argument("-k", type=int, default=10)
+    neighbors.set_defaults(command=_neighbors)
+
+    for sub in (listing, show, neighbors):
+        sub.add_argument("--store", help="table store URI (default: $FIRTH_STORE or ./firth-store)")
+        sub.add_argument("--config", help="take the store from this config file")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _store(args):
+    from schemas.store import TableStore
+
+    if args.store or os.environ.get("FIRTH_STORE") or not args.config:
+        return TableStore(args.store or os.environ.get("FIRTH_STORE") or DEFAULT_STORE)
+    config = load_config(args.config)
+    return TableStore(config.store.uri, config.store.storage_options)
+
+
+def _run(args) -> int:
+    from pipelines.job import run
+
+    config = load_config(args.config, store=args.store)
+    published = run(config)
+    print(f"published {published.table}@{published.version} to {published.store}")
+    for name, seconds in published.timings.items():
+        print(f"  {name:<12} {seconds:8.1f} s")
+    for name, value in published.metrics.items():
+        print(f"  {name:<22} {value:.4f}")
+    if published.skipped:
+        print(f"  skipped: {published.skipped['bad_records']} bad records, "
+              f"{len(published.skipped['empty_shards'])} empty shards (corpus.on_bad_record: skip)")
+        for problem in published.skipped["problems"]:
+            print(f"    {problem}")
+    print(f"next: firth neighbors {published.table} WORD --store {published.store}")
+    return 0
+
+
+def _tables_list(args) -> int:
+    store = _store(args)
+    names = store.tables()
+    infos = [store.info(name) for name in names]
+    if args.json:
+        print(json.dumps([{"table": name, "version": info.version, "created_at": str(info.timestamp),
+                           "model": info.metadata.get("model"), "metrics": info.metadata.get("metrics", {})}
+                          for name, info in zip(names, infos)], indent=1))
+        return 0
+    if not names:
+        print(f"no tables in {store.uri}")
+    for name, info in zip(names, infos):
+        metrics = info.metadata.get("metrics", {})
+        summary = "  ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{name}@{info.version}  {info.metadata.get('model', '?')}  vocab={info.metadata.get('vocab_size', '?')}  {summary}")
+    return 0
+
+
+def _tables_show(args) -> int:
+    from schemas.store import parse_ref
+
+    name, version = parse_ref(args.ref)
+    info = _store(args).info(name, version)
+    record = {"table": name, "version": info.version, "timestamp": str(info.timestamp), **info.metadata}
+    print(json.dumps(record, indent=None if args.json else 2, default=str))
+    return 0
+
+
+def _neighbors(args) -> int:
+    from schemas.consumer import open_embeddings
+
+    store = _store(args)
+    embeddings = open_embeddings(store.uri, args.ref, store.storage_options)
+    result = embeddings.neighbors(args.word, k=args.k)
+    if args.json:
+        print(json.dumps([{"token": t, "cosine": s} for t, s in result]))
+    else:
+        for token, score in result:
+            print(f"{score:7.4f}  {token}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

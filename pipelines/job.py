@@ -1,0 +1,109 @@
+"""The main job: corpus → statistics (Dask) → GloVe (Ray Train) → evaluation → a new table version.
+
+Nothing is published until every stage has succeeded, and the publish itself is one Delta
+commit, so a failed run leaves the table at its previous version.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version as package_version
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.config import JobConfig, join_uri
+from pipelines.corpus import list_shards
+from pipelines.engines import open_engine
+from pipelines.evaluate import evaluate
+from pipelines.statistics import Location, compute_statistics
+from schemas import tables
+from schemas.fs import filesystem
+from schemas.store import TableStore
+
+
+@dataclass
+class Published:
+    table: str
+    version: int
+    store: str
+    metrics: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    skipped: dict = field(default_factory=dict)  # bad records and empty shards, when skipping
+
+
+def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
+    from workers.train import train_glove  # Ray and torch load only when training starts
+
+    timings: dict[str, float] = {}
+    storage_options = config.store.storage_options  # schemas.fs translates them for fsspec
+    location = Location(config.statistics_uri, storage_options)
+
+    with _stage("statistics", timings):
+        shards = list_shards(config.corpus)
+        with open_engine(config.statistics) as engine:
+            summary = compute_statistics(shards, config, engine, location)
+        vocabulary = tables.read_parquet(location("vocabulary.parquet"), tables.VOCABULARY, storage_options)
+
+    # A checkpoint folder per run: a worker failure resumes within the run, but the next
+    # nightly run trains afresh instead of resuming this one. Removed once published.
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    checkpoint_uri = join_uri(config.checkpoint_uri, run_id)
+    with _stage("training", timings):
+        result = train_glove(summary.cooccurrence_uri, summary.vocab_size, config.model,
+                             storage_options=storage_options, checkpoint_uri=checkpoint_uri,
+                             fault_injection=fault_injection)
+
+    tokens = vocabulary["token"].to_pylist()
+    metrics = {"final_loss": float(result.epoch_losses[-1])}
+    if config.evaluation.enabled:
+        with _stage("evaluation", timings):
+            metrics |= evaluate(tokens, result.vectors, config.evaluation.analogy_vocab)
+
+    with _stage("publish", timings):
+        table = embedding_table(vocabulary, result.vectors)
+        metadata = {
+            "model": config.model.model,
+            "config": config.model_dump(mode="json"),
+            "corpus": {"shards": [{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards],
+                       "documents": summary.n_documents, "tokens": summary.n_tokens,
+                       "bad_records": summary.bad_records, "empty_shards": summary.empty_shards},
+            "vocab_size": summary.vocab_size,
+            "metrics": metrics,
+            "training": {"epoch_losses": [float(x) for x in result.epoch_losses]},
+            "timings": timings,
+            "run_id": run_id,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "firth_version": package_version("firth"),
+        }
+        store = TableStore(config.store.uri, config.store.storage_options)
+        version = store.publish(config.table, table, metadata)
+    fs, path = filesystem(checkpoint_uri, storage_options)
+    fs.rm(path, recursive=True)
+    skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
+               "problems": summary.problems} if summary.bad_records or summary.empty_shards else {}
+    return Published(config.table, version, config.store.uri, metrics, timings, skipped)
+
+
+def embedding_table(vocabulary: pa.Table, vectors: np.ndarray) -> pa.Table:
+    """The published table: token, id, count, vector (fixed-size float32 list)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (V, dim)
+    flat = pa.array(vectors.reshape(-1), pa.float32())
+    return pa.table({"token": vocabulary["token"], "id": vocabulary["id"], "count": vocabulary["count"],
+                     "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])},
+                    schema=tables.embedding_schema(vectors.shape[1]))
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float]):
+    print(f"firth: {name} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - start, 3)
+    print(f"firth: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)

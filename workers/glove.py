@@ -1,0 +1,121 @@
+"""GloVe model math (Pennington et al. 2014, as in Stanford's glove.c): kernels only, no engine.
+
+    J = sum_ij f(x_ij) (w_i . w~_j + b_i + b~_j - log x_ij)^2,   f(x) = min(1, (x / x_max)^alpha)
+
+One parameter layout serves every kernel, the sync and the checkpoint: a float32 `state` of
+shape (2, 2V, D+1) where `state[0]` holds the parameters and `state[1]` the AdaGrad sums.
+Rows 0..V-1 are the word vectors w_i, rows V..2V-1 the context vectors w~_j; column D is the
+bias (b_i or b~_j). This is glove.c's `W` and `gradsq` side by side, so one all-reduce moves
+both and one file checkpoints both. Published vectors are w + w~ (glove.c `-model 2`).
+
+Two kernels, chosen by device, for the same model and defaults:
+- `sgd_numba`: glove.c's inner loop, one entry at a time, in place (CPU, per thread).
+- `sgd_torch`: batched, for CUDA (also runs on CPU torch for tests).
+
+AdaGrad as glove.c does it: gradsq starts at 1 (so the first step is the learning rate), the
+accumulated quantity is (eta * g)^2, and the per-entry loop steps with the sum *before* adding
+the current gradient. The batched kernel adds first and then steps: a batch sums many
+entries into one frequent word's gradient, and stepping with the old sum would make that
+step unbounded; adding first bounds every coordinate's step below 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+
+def init_state(vocab_size: int, dim: int, seed: int) -> np.ndarray:
+    """Fresh (2, 2V, D+1) float32 state: parameters uniform in (-0.5, 0.5) / dim, gradsq = 1.
+
+    Biases included, as glove.c does (it divides by D+1, its vector size counting the bias).
+    """
+    rng = np.random.default_rng(seed)
+    state = np.empty((2, 2 * vocab_size, dim + 1), dtype=np.float32)
+    state[0] = (rng.random((2 * vocab_size, dim + 1), dtype=np.float32) - np.float32(0.5)) / np.float32(dim)
+    state[1] = 1.0
+    return state
+
+
+def published_vectors(params: np.ndarray, vocab_size: int) -> np.ndarray:
+    """w + w~ without biases, (V, D) float32, from a (2V, D+1) parameter array."""
+    return np.ascontiguousarray(params[:vocab_size, :-1] + params[vocab_size:, :-1], dtype=np.float32)
+
+
+def weight(x: np.ndarray, x_max: float, alpha: float) -> np.ndarray:
+    """The weighting function f(x) = min(1, (x / x_max)^alpha), elementwise."""
+    return np.minimum(1.0, (np.asarray(x, dtype=np.float64) / x_max) ** alpha)
+
+
+def loss_sum(params: np.ndarray, vocab_size: int, i: np.ndarray, j: np.ndarray, x: np.ndarray,
+             x_max: float, alpha: float) -> float:
+    """sum of 0.5 f(x) diff^2 over the given entries, without updating (for tests and evaluation)."""
+    w, c = params[i].astype(np.float64), params[vocab_size + j].astype(np.float64)  # (n, D+1)
+    diff = (w[:, :-1] * c[:, :-1]).sum(1) + w[:, -1] + c[:, -1] - np.log(x)
+    return float((0.5 * weight(x, x_max, alpha) * diff * diff).sum())
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def sgd_numba(params, gradsq, i, j, x, vocab_size, x_max, alpha, eta):  # pragma: no cover (compiled)
+    """One pass of per-entry AdaGrad SGD over the entries in the given order; returns the sum of
+    0.5 f diff^2 seen before each update (glove.c's cost). Updates params, gradsq in place.
+
+    params, gradsq: (2V, D+1) float32; i, j: (n,) int32; x: (n,) float32. nogil: a caller may run
+    several chunks on threads over one shared state, as glove.c's threads do (Hogwild).
+    """
+    dim = params.shape[1] - 1
+    eta32 = np.float32(eta)
+    cost = 0.0
+    for n in range(i.shape[0]):
+        l1 = i[n]
+        l2 = j[n] + vocab_size
+        xv = np.float64(x[n])
+        dot = np.float32(0.0)
+        for b in range(dim):
+            dot += params[l1, b] * params[l2, b]
+        diff = np.float64(dot) + params[l1, dim] + params[l2, dim] - np.log(xv)
+        fdiff = diff if xv > x_max else (xv / x_max) ** alpha * diff
+        cost += 0.5 * fdiff * diff
+        step = np.float32(fdiff) * eta32  # eta * f * diff, the common factor of every gradient
+        for b in range(dim):
+            t1 = step * params[l2, b]  # eta * dJ/dw_b
+            t2 = step * params[l1, b]  # eta * dJ/dw~_b
+            params[l1, b] -= t1 / np.sqrt(gradsq[l1, b])
+            params[l2, b] -= t2 / np.sqrt(gradsq[l2, b])
+            gradsq[l1, b] += t1 * t1
+            gradsq[l2, b] += t2 * t2
+        params[l1, dim] -= step / np.sqrt(gradsq[l1, dim])
+        params[l2, dim] -= step / np.sqrt(gradsq[l2, dim])
+        gradsq[l1, dim] += step * step
+        gradsq[l2, dim] += step * step
+    return cost
+
+
+def sgd_torch(params: torch.Tensor, gradsq: torch.Tensor, i: torch.Tensor, j: torch.Tensor, x: torch.Tensor,
+              vocab_size: int, x_max: float, alpha: float, eta: float, batch_size: int = 16_384) -> float:
+    """Batched AdaGrad over the entries in order, `batch_size` at a time; same model as `sgd_numba`.
+
+    params, gradsq: (2V, D+1) float32 on one device; i, j: (n,) int64; x: (n,) float32. Within a
+    batch every entry sees the batch-start parameters; gradients of one row are summed (index_add_)
+    before the AdaGrad step. Returns the sum of 0.5 f diff^2 (before each batch's update).
+    """
+    dim = params.shape[1] - 1
+    cost = torch.zeros((), dtype=torch.float64, device=params.device)
+    for start in range(0, i.shape[0], batch_size):
+        bi, bx = i[start:start + batch_size], x[start:start + batch_size]
+        bj = j[start:start + batch_size] + vocab_size
+        w, c = params[bi], params[bj]  # (B, D+1)
+        diff = (w[:, :dim] * c[:, :dim]).sum(1) + w[:, dim] + c[:, dim] - torch.log(bx)  # (B,)
+        fdiff = torch.clamp((bx / x_max) ** alpha, max=1.0) * diff
+        cost += (0.5 * fdiff * diff).sum(dtype=torch.float64)
+        # d/dw = fdiff * [w~, 1], d/dw~ = fdiff * [w, 1]: the bias column's partner is 1
+        w[:, dim] = 1.0
+        c[:, dim] = 1.0
+        grads = fdiff.mul(eta).repeat(2)[:, None] * torch.cat([c, w])  # (2B, D+1): eta * gradient, w rows then w~
+        rows, inverse = torch.unique(torch.cat([bi, bj]), return_inverse=True)
+        row_grads = torch.zeros((rows.shape[0], dim + 1), dtype=params.dtype, device=params.device)
+        row_grads.index_add_(0, inverse, grads)  # (U, D+1), summed per distinct row
+        row_gradsq = gradsq[rows] + row_grads * row_grads
+        gradsq[rows] = row_gradsq
+        params.index_add_(0, rows, row_grads.div_(row_gradsq.sqrt_()), alpha=-1.0)
+    return float(cost)
