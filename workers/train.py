@@ -34,6 +34,9 @@ rank 0 writes state.npy (params + gradsq) and meta.json (epochs done, losses, se
 input; another input is refused). The shuffle RNG is derived from (seed, epoch, rank), so the
 epoch count is the RNG state and a restored run replays the same order.
 
+Output: workers/console.py (one progress bar, worker warnings, failures and restores on the
+driver; Ray's own streaming of worker output is off when this module starts Ray).
+
 Determinism: a fixed seed and number of CPU workers give identical bytes, a restored run
 included (an all-reduce of two deltas is one addition). Another number of workers changes the
 result (which entries each sees between syncs); on the GPU index_add_ order is not fixed.
@@ -56,10 +59,11 @@ import ray
 import ray.train
 import torch
 import torch.distributed as dist
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from pipelines.config import GloveConfig
+from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
 from schemas.fs import filesystem, pyarrow_filesystem
 from schemas.tables import COOCCURRENCE, check
 from workers.glove import init_state, published_vectors, sgd_numba, sgd_torch
@@ -109,25 +113,35 @@ def _fit(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *, storage
     _claim(checkpoint_uri, storage_options, {"files": files, "vocab_size": vocab_size,
                                               **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)})
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        # A local Ray on loopback, quiet unless something is wrong (the progress bar says enough).
-        ray.init(logging_level=logging.ERROR, _node_ip_address="127.0.0.1")
+    own_ray = not ray.is_initialized()  # else the caller chose how Ray's output is shown
+    if own_ray:
+        # A local Ray on loopback (or the cluster at $RAY_ADDRESS) whose processes' output stays
+        # in its log files: the driver shows what matters through workers/console.py.
+        ray.init(logging_level=logging.ERROR, log_to_driver=False, _node_ip_address="127.0.0.1")
     if config.use_gpu and not ray.cluster_resources().get("GPU"):
         raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
                          "or connect to a cluster with GPUs")
     storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
-    trainer = TorchTrainer(
-        _train_loop_per_worker,
-        train_loop_config={"uri": cooccurrence_uri, "storage_options": storage_options, "files": files,
-                           "vocab_size": vocab_size, "config": config.model_dump(mode="json"),
-                           "fault_injection": fault_injection, "progress": progress, "sync": sync},
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
-        run_config=RunConfig(name=RUN_NAME, storage_path=storage_path, storage_filesystem=storage_fs,
-                             failure_config=FailureConfig(max_failures=config.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             logging_config=ray.LoggingConfig(log_level="WARNING")),
-    )
-    result = trainer.fit()
+    rank_to_share = [sum(sum(rows) for _, rows in files[r::config.num_workers]) for r in range(config.num_workers)]
+    channel = Channel.remote()
+    try:
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config={"uri": cooccurrence_uri, "storage_options": storage_options, "files": files,
+                               "vocab_size": vocab_size, "config": config.model_dump(mode="json"),
+                               "fault_injection": fault_injection, "progress": progress, "sync": sync,
+                               "channel": channel, "forward_logs": own_ray},  # else Ray's streaming shows them
+            scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
+            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path, storage_filesystem=storage_fs,
+                                 failure_config=FailureConfig(max_failures=config.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 callbacks=[FailureCallback(channel)],
+                                 logging_config=LoggingConfig(log_level="WARNING")),
+        )
+        with Console(channel, "GloVe", config.epochs, config.max_failures, rank_to_share, progress):
+            result = trainer.fit()
+    finally:
+        ray.kill(channel)
     if result.checkpoint is None:
         raise RuntimeError(f"{checkpoint_uri}: the training run ended without a checkpoint")
     with result.checkpoint.as_directory() as folder:
@@ -220,11 +234,25 @@ def _permuted(parts: list[tuple[np.ndarray, ...]], rng: np.random.Generator) -> 
 
 
 def _train_loop_per_worker(loop: dict) -> None:
-    for name in [n for n in logging.root.manager.loggerDict if n.startswith("ray.train")] + ["ray.train"]:
-        logging.getLogger(name).setLevel(logging.WARNING)  # Ray Train logs every report at INFO
-    config = GloveConfig.model_validate(loop["config"])
+    # Ray Train sets the worker's root logger to INFO; its report lines go there (module docstring)
+    logging.getLogger().setLevel(logging.WARNING)
     context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
+    rank = context.get_world_rank()
+    forward = ForwardLogs(loop["channel"], rank) if loop["forward_logs"] else None
+    if forward is not None:
+        logging.captureWarnings(True)  # warnings.warn too, as py.warnings records
+        for logger in (logging.getLogger(), logging.getLogger("ray.train")):  # ray.train does not propagate
+            logger.addHandler(forward)
+    try:
+        _train(loop, rank, context.get_world_size())
+    finally:  # the failure itself reaches the driver through FailureCallback
+        if forward is not None:
+            for logger in (logging.getLogger(), logging.getLogger("ray.train")):
+                logger.removeHandler(forward)
+
+
+def _train(loop: dict, rank: int, world: int) -> None:
+    config = GloveConfig.model_validate(loop["config"])
     vocab_size = loop["vocab_size"]
     shard = _Shard(loop["uri"], loop["storage_options"], loop["files"][rank::world], vocab_size)
     state, meta = _restore(ray.train.get_checkpoint())
@@ -251,11 +279,17 @@ def _train_loop_per_worker(loop: dict) -> None:
         anchor_t.add_(state_t)
         state_t.copy_(anchor_t)
 
-    bar = None
-    if loop["progress"] and rank == 0:
-        from ray.experimental.tqdm_ray import tqdm
-        bar = tqdm(desc="GloVe", total=config.epochs * shard.n_entries, unit="entries")
-        bar.update(meta["epochs_done"] * shard.n_entries)
+    channel, sent_at = loop["channel"], 0.0
+
+    def progress(position: int, force: bool = False) -> None:
+        """Tell the driver this rank's entries done over all epochs (absolute, so a restart rewinds)."""
+        nonlocal sent_at
+        if loop["progress"] and (force or time.monotonic() - sent_at >= PROGRESS_EVERY_S):
+            channel.put.remote(("progress", rank, position))
+            sent_at = time.monotonic()
+
+    if rank == 0:
+        channel.put.remote(("start", meta["epochs_done"]))
     fault_rank = 1 if world > 1 else 0
     for epoch in range(meta["epochs_done"], config.epochs):
         start = time.perf_counter()
@@ -272,8 +306,7 @@ def _train_loop_per_worker(loop: dict) -> None:
                 take = min(len(i) - pos, bounds[syncs] - done)
                 cost += train(i[pos:pos + take], j[pos:pos + take], x[pos:pos + take])
                 pos, done = pos + take, done + take
-                if bar is not None:
-                    bar.update(take)
+                progress(epoch * shard.n_entries + done)
                 if fault_at is not None and done >= fault_at:
                     _inject_fault(loop["fault_injection"], rank, epoch)
         if fault_at is not None:  # only a worker without entries gets here: it fails at the epoch's end
@@ -288,11 +321,10 @@ def _train_loop_per_worker(loop: dict) -> None:
         meta = {**meta, "epochs_done": epoch + 1, "entries": entries, "epoch_losses": [*meta["epoch_losses"], loss],
                 "epoch_seconds": [*meta["epoch_seconds"], seconds]}
         metrics = {"epoch": epoch + 1, "loss": loss, "entries_per_sec": entries / seconds}
-        if bar is not None:
-            bar.set_description(f"GloVe epoch {epoch + 1}/{config.epochs} loss {loss:.4f}")
+        progress((epoch + 1) * shard.n_entries, force=True)
+        if rank == 0:
+            channel.put.remote(("epoch", epoch + 1, loss))
         _report(metrics, (state_t.cpu().numpy(), meta) if rank == 0 else None)
-    if bar is not None:
-        bar.close()
 
 
 def _report(metrics: dict, checkpoint: tuple[np.ndarray, dict] | None) -> None:
