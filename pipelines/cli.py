@@ -87,7 +87,8 @@ def _run(args) -> int:
               f"{len(published.skipped['empty_shards'])} empty shards (corpus.on_bad_record: skip)")
         for problem in published.skipped["problems"]:
             print(f"    {problem}")
-    print(f"next: firth neighbors {published.table} WORD --store {published.store}")
+    firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth
+    print(f"next: {firth} neighbors {published.table} WORD --store {published.store}")
     return 0
 
 
