@@ -12,11 +12,15 @@ Two kernels, chosen by device, for the same model and defaults:
 - `sgd_numba`: glove.c's inner loop, one entry at a time, in place (CPU, per thread).
 - `sgd_torch`: batched, for CUDA (also runs on CPU torch for tests).
 
-AdaGrad as glove.c does it: gradsq starts at 1 (so the first step is the learning rate), the
-accumulated quantity is (eta * g)^2, and the per-entry loop steps with the sum *before* adding
-the current gradient. The batched kernel adds first and then steps: a batch sums many
-entries into one frequent word's gradient, and stepping with the old sum would make that
-step unbounded; adding first bounds every coordinate's step below 1.
+AdaGrad as glove.c does it: the accumulated quantity is (eta * g)^2, a step divides by
+sqrt(1 + sum) (so the first step is the learning rate), and the per-entry loop steps with the
+sum *before* adding the current gradient. glove.c keeps gradsq = 1 + sum in double precision;
+we keep the float32 `sum` without the 1, so that squared steps far below float32's resolution
+at 1.0 (1.2e-7; common with x_max 100) still accumulate. On the benchmark corpus this changed
+nothing measurable (WordSim-353 rho 0.3043 -> 0.3042), but it keeps the sums faithful.
+
+The batched kernel adds first and then steps: a batch sums many into one frequent word's gradient, and stepping with the old sum would make that step
+unbounded; adding first bounds every coordinate's step below 1.
 """
 from __future__ import annotations
 
@@ -26,14 +30,14 @@ from numba import njit
 
 
 def init_state(vocab_size: int, dim: int, seed: int) -> np.ndarray:
-    """Fresh (2, 2V, D+1) float32 state: parameters uniform in (-0.5, 0.5) / dim, gradsq = 1.
+    """Fresh (2, 2V, D+1) float32 state: parameters uniform in (-0.5, 0.5) / dim, AdaGrad sums 0.
 
     Biases included, as glove.c does (it divides by D+1, its vector size counting the bias).
     """
     rng = np.random.default_rng(seed)
     state = np.empty((2, 2 * vocab_size, dim + 1), dtype=np.float32)
     state[0] = (rng.random((2 * vocab_size, dim + 1), dtype=np.float32) - np.float32(0.5)) / np.float32(dim)
-    state[1] = 1.0
+    state[1] = 0.0
     return state
 
 
@@ -65,6 +69,7 @@ def sgd_numba(params, gradsq, i, j, x, vocab_size, x_max, alpha, eta):  # pragma
     """
     dim = params.shape[1] - 1
     eta32 = np.float32(eta)
+    one = np.float32(1.0)
     cost = 0.0
     for n in range(i.shape[0]):
         l1 = i[n]
@@ -80,12 +85,12 @@ def sgd_numba(params, gradsq, i, j, x, vocab_size, x_max, alpha, eta):  # pragma
         for b in range(dim):
             t1 = step * params[l2, b]  # eta * dJ/dw_b
             t2 = step * params[l1, b]  # eta * dJ/dw~_b
-            params[l1, b] -= t1 / np.sqrt(gradsq[l1, b])
-            params[l2, b] -= t2 / np.sqrt(gradsq[l2, b])
+            params[l1, b] -= t1 / np.sqrt(one + gradsq[l1, b])
+            params[l2, b] -= t2 / np.sqrt(one + gradsq[l2, b])
             gradsq[l1, b] += t1 * t1
             gradsq[l2, b] += t2 * t2
-        params[l1, dim] -= step / np.sqrt(gradsq[l1, dim])
-        params[l2, dim] -= step / np.sqrt(gradsq[l2, dim])
+        params[l1, dim] -= step / np.sqrt(one + gradsq[l1, dim])
+        params[l2, dim] -= step / np.sqrt(one + gradsq[l2, dim])
         gradsq[l1, dim] += step * step
         gradsq[l2, dim] += step * step
     return cost
@@ -117,5 +122,5 @@ def sgd_torch(params: torch.Tensor, gradsq: torch.Tensor, i: torch.Tensor, j: to
         row_grads.index_add_(0, inverse, grads)  # (U, D+1), summed per distinct row
         row_gradsq = gradsq[rows] + row_grads * row_grads
         gradsq[rows] = row_gradsq
-        params.index_add_(0, rows, row_grads.div_(row_gradsq.sqrt_()), alpha=-1.0)
+        params.index_add_(0, rows, row_grads.div_(row_gradsq.add_(1.0).sqrt_()), alpha=-1.0)
     return float(cost)
