@@ -19,8 +19,8 @@ we keep the float32 `sum` without the 1, so that squared steps far below float32
 at 1.0 (1.2e-7; common with x_max 100) still accumulate. On the benchmark corpus this changed
 nothing measurable (WordSim-353 rho 0.3043 -> 0.3042), but it keeps the sums faithful.
 
-The batched kernel adds first and then steps: a batch sums many into one frequent word's gradient, and stepping with the old sum would make that step
-unbounded; adding first bounds every coordinate's step below 1.
+The batched kernel adds first and then steps: a batch sums many entries into one frequent
+word's gradient, and stepping with the old sum would make that step unbounded; adding first bounds every coordinate's step below 1.
 """
 from __future__ import annotations
 
