@@ -2,7 +2,7 @@
 
 Every section forbids unknown keys, so a typo is an error that names the key and lists
 what is allowed. The validated config is serialised into every published version's
-metadata (`JobConfig.model_dump(mode="json")`).
+metadata (`JobConfig.lineage()`, without storage options).
 """
 from __future__ import annotations
 
@@ -101,6 +101,11 @@ class JobConfig(Section):
     model: GloveConfig = GloveConfig()
     store: StoreConfig = StoreConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    def lineage(self) -> dict:
+        """The config as published with every version: storage options are left out, since they
+        may hold credentials (keys, secrets, session tokens) that must never reach a table."""
+        return self.model_dump(mode="json", exclude={"corpus": {"storage_options"}, "store": {"storage_options"}})
 
     @property
     def statistics_uri(self) -> str:

@@ -68,7 +68,7 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
         table = embedding_table(vocabulary, result.vectors)
         metadata = {
             "model": config.model.model,
-            "config": config.model_dump(mode="json"),
+            "config": config.lineage(),
             "corpus": {"shards": [{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards],
                        "documents": summary.n_documents, "tokens": summary.n_tokens,
                        "bad_records": summary.bad_records, "empty_shards": summary.empty_shards},

@@ -40,7 +40,7 @@ def test_run_publishes_a_version_then_a_failed_worker_still_publishes_and_a_bad_
     store = TableStore(config.store.uri)
     info = store.info("tiny")
     meta = info.metadata
-    assert meta["model"] == "glove" and meta["config"] == config.model_dump(mode="json")
+    assert meta["model"] == "glove" and meta["config"] == config.lineage()
     assert [s["uri"] for s in meta["corpus"]["shards"]] == sorted(str(p) for p in (tmp_path / "corpus").glob("*"))
     assert all(s["fingerprint"].startswith("sha256:") for s in meta["corpus"]["shards"])
     assert meta["vocab_size"] == info.rows > 1000
@@ -76,6 +76,16 @@ def test_run_publishes_a_version_then_a_failed_worker_still_publishes_and_a_bad_
     assert len(neighbors) == 3 and all(n["token"] != "python" for n in neighbors)
     assert main(["neighbors", "tiny", "qwxzzy", "--store", config.store.uri]) == 2
     assert "qwxzzy" in capsys.readouterr().err
+
+
+def test_lineage_leaves_out_credentials(tmp_path):
+    path = tmp_path / "s3.yaml"
+    path.write_text(yaml.safe_dump({
+        "table": "t", "corpus": {"shards": ["s3://b/c/*"], "storage_options": {"secret": "corpus-secret"}},
+        "store": {"uri": "s3://b/store", "storage_options": {"AWS_SECRET_ACCESS_KEY": "store-secret"}}}))
+    lineage = load_config(path).lineage()
+    assert "secret" not in json.dumps(lineage)
+    assert lineage["store"]["uri"] == "s3://b/store" and lineage["corpus"]["shards"] == ["s3://b/c/*"]
 
 
 def test_cli_rejects_a_bad_config_naming_the_key(tmp_path, capsys):
