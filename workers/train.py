@@ -117,7 +117,8 @@ def _fit(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *, storage
     if own_ray:
         # A local Ray on loopback (or the cluster at $RAY_ADDRESS) whose processes' output stays
         # in its log files: the driver shows what matters through workers/console.py.
-        ray.init(logging_level=logging.ERROR, log_to_driver=False, _node_ip_address="127.0.0.1")
+        local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}  # a cluster has its own
+        ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
     if config.use_gpu and not ray.cluster_resources().get("GPU"):
         raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
                          "or connect to a cluster with GPUs")
