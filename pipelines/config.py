@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schemas.fs import join
+
 DEFAULT_STORE = "./firth-store"
 # Unicode-aware words: letters/digits (any script), optionally joined by an apostrophe
 # ("don't", "python's"). Underscores split words; numbers are kept as tokens.
@@ -109,19 +111,15 @@ class JobConfig(Section):
 
     @property
     def statistics_uri(self) -> str:
-        return self.statistics.output or join_uri(self.store.uri, "_statistics", self.table)
+        return self.statistics.output or join(self.store.uri, "_statistics", self.table)
 
     @property
     def checkpoint_uri(self) -> str:
-        return self.model.checkpoint_dir or join_uri(self.store.uri, "_checkpoints", self.table)
+        return self.model.checkpoint_dir or join(self.store.uri, "_checkpoints", self.table)
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file, the key and what is allowed."""
-
-
-def join_uri(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
 
 
 def load_config(path: str | os.PathLike, store: str | None = None) -> JobConfig:

@@ -25,6 +25,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from pipelines.config import CorpusConfig
+from schemas.fs import filesystem, is_local
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -74,13 +75,9 @@ def list_shards(config: CorpusConfig) -> list[Shard]:
             info = fs.info(path)
             if info.get("type") == "directory":
                 raise CorpusError(f"corpus.shards: {pattern!r} is a directory; use a glob such as '{pattern.rstrip('/')}/*'")
-            uri = path if _is_local(fs) else fs.unstrip_protocol(path)
+            uri = path if is_local(pattern) else fs.unstrip_protocol(path)
             shards[uri] = Shard(uri, int(info.get("size") or 0), _fingerprint(fs, path, info))
     return [shards[u] for u in sorted(shards)]
-
-
-def _is_local(fs) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
 def _fingerprint(fs, path: str, info: dict) -> str:
@@ -145,7 +142,7 @@ def _bad(report: ShardReport, config: CorpusConfig, message: str) -> None:
 
 
 def _line_records(shard, fmt, compression, config, report):
-    fs, path = fsspec.core.url_to_fs(shard.uri, **config.storage_options)
+    fs, path = filesystem(shard.uri, config.storage_options)
     skip_hint = "; fix the record, or set corpus.on_bad_record: skip to skip and count bad records"
     # BufferedReader: zstandard's stream reader cannot iterate lines by itself
     with fs.open(path, "rb", compression=compression) as f, io.BufferedReader(f) as lines:
@@ -175,7 +172,7 @@ def _line_records(shard, fmt, compression, config, report):
 
 
 def _parquet_records(shard, fmt, compression, config, report):
-    fs, path = fsspec.core.url_to_fs(shard.uri, **config.storage_options)
+    fs, path = filesystem(shard.uri, config.storage_options)
     with fs.open(path, "rb", compression=compression) as f:
         parquet = pq.ParquetFile(f)
         names = parquet.schema_arrow.names

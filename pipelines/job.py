@@ -16,13 +16,13 @@ from importlib.metadata import version as package_version
 import numpy as np
 import pyarrow as pa
 
-from pipelines.config import JobConfig, join_uri
+from pipelines.config import JobConfig
 from pipelines.corpus import list_shards
 from pipelines.engines import open_engine
 from pipelines.evaluate import evaluate
 from pipelines.statistics import Location, compute_statistics
 from schemas import tables
-from schemas.fs import filesystem
+from schemas.fs import filesystem, join
 from schemas.store import TableStore
 
 
@@ -52,7 +52,7 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
     # A checkpoint folder per run: a worker failure resumes within the run, but the next
     # nightly run trains afresh instead of resuming this one. Removed once published.
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    checkpoint_uri = join_uri(config.checkpoint_uri, run_id)
+    checkpoint_uri = join(config.checkpoint_uri, run_id)
     with _stage("training", timings):
         result = train_glove(summary.cooccurrence_uri, summary.vocab_size, config.model,
                              storage_options=storage_options, checkpoint_uri=checkpoint_uri,

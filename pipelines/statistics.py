@@ -23,12 +23,12 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import kernels
-from pipelines.config import JobConfig, join_uri
+from pipelines.config import JobConfig
 from pipelines.corpus import Shard, ShardReport, iter_documents
 from pipelines.engines import Engine
 from pipelines.tokenize import Tokenizer
 from schemas import tables
-from schemas.fs import filesystem
+from schemas.fs import filesystem, join
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Location:
     storage_options: dict
 
     def __call__(self, *parts: str) -> str:
-        return join_uri(self.uri, *parts)
+        return join(self.uri, *parts)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class StatisticsSummary:
 
     @property
     def cooccurrence_uri(self) -> str:
-        return join_uri(self.uri, "cooccurrence")
+        return join(self.uri, "cooccurrence")
 
 
 def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, location: Location) -> StatisticsSummary:
