@@ -1,4 +1,4 @@
-"""The main job: corpus → statistics (Dask) → GloVe (Ray Train) → evaluation → a new table version.
+"""The main job: corpus → statistics (Dask) → training (Ray Train) → evaluation → a new table version.
 
 Nothing is published until every stage has succeeded, and the publish itself is one Delta
 commit, so a failed run leaves the table at its previous version.
@@ -37,7 +37,7 @@ class Published:
 
 
 def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
-    from workers.train import train_glove  # Ray and torch load only when training starts
+    from workers.trainers import train  # Ray and torch load only when training starts
 
     timings: dict[str, float] = {}
     storage_options = config.store.storage_options  # schemas.fs translates them for fsspec
@@ -54,18 +54,17 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     checkpoint_uri = join(config.checkpoint_uri, run_id)
     with _stage("training", timings):
-        result = train_glove(summary.cooccurrence_uri, summary.vocab_size, config.model,
-                             storage_options=storage_options, checkpoint_uri=checkpoint_uri,
-                             fault_injection=fault_injection)
+        trained = train(config, summary, checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
 
-    tokens = vocabulary["token"].to_pylist()
-    metrics = {"final_loss": float(result.epoch_losses[-1])}
-    if config.evaluation.enabled:
+    metrics = dict(trained.metrics)
+    if trained.epoch_losses:
+        metrics["final_loss"] = float(trained.epoch_losses[-1])
+    if config.evaluation.enabled and trained.vectors is not None:
         with _stage("evaluation", timings):
-            metrics |= evaluate(tokens, result.vectors, config.evaluation.analogy_vocab)
+            metrics |= evaluate(vocabulary["token"].to_pylist(), trained.vectors, config.evaluation.analogy_vocab)
 
     with _stage("publish", timings):
-        table = embedding_table(vocabulary, result.vectors)
+        table = trained.table if trained.table is not None else embedding_table(vocabulary, trained.vectors)
         metadata = {
             "model": config.model.model,
             "config": config.lineage(),
@@ -74,14 +73,15 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
                        "bad_records": summary.bad_records, "empty_shards": summary.empty_shards},
             "vocab_size": summary.vocab_size,
             "metrics": metrics,
-            "training": {"epoch_losses": [float(x) for x in result.epoch_losses]},
+            "training": {"epoch_losses": [float(x) for x in trained.epoch_losses]},
             "timings": timings,
             "run_id": run_id,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "firth_version": package_version("firth"),
+            **trained.metadata,
         }
         store = TableStore(config.store.uri, config.store.storage_options)
-        version = store.publish(config.table, table, metadata)
+        version = store.publish(config.table, table, metadata, artifacts=trained.artifacts)
     fs, path = filesystem(checkpoint_uri, storage_options)
     fs.rm(path, recursive=True)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,

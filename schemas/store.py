@@ -8,16 +8,24 @@ figures) travels as JSON in the commit's custom metadata under the key "firth".
 
 Delta has no fixed-size list type: `vector` is stored as list<float32> and read back as
 fixed_size_list<float32>[dim] after checking every row's length.
+
+A table is a word table (schemas.tables.embedding_schema) or a document table
+(document_embedding_schema), told apart by its columns. Files that belong with a version (a
+fastText n-gram matrix, an encoder's model and tokenizer) are its *artifacts*: written under
+`<table>/_artifacts/<publish id>/` before the commit and named in the commit, so they become
+visible with the version and never without it. Delta ignores folders that start with "_".
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,12 +36,14 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
-from schemas.tables import SchemaError, check, embedding_schema
+from schemas.tables import EMBEDDING_KEYS, SchemaError, check, embedding_schema, published_schema, table_name
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _REF_PATTERN = re.compile(r"^(?P<name>[^@]*)(?:@(?P<version>[^@]*))?$")
 METADATA_KEY = "firth"  # commit custom metadata: the caller's metadata as JSON
-_DIM_KEY, _PUBLISH_ID_KEY = "firth.dim", "firth.publish_id"
+_DIM_KEY, _PUBLISH_ID_KEY, _ARTIFACTS_KEY = "firth.dim", "firth.publish_id", "firth.artifacts"
+ARTIFACTS_DIR = "_artifacts"
 # Keep the commit log (and so time travel to every version) for a century instead of Delta's
 # 30-day default, after which a checkpoint would clean old commits away.
 _TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 36500 days"}
@@ -54,6 +64,7 @@ class VersionInfo:
     metadata: dict = field(default_factory=dict)  # what the publisher passed
     dim: int | None = None  # None for commits not made by TableStore.publish
     rows: int | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)  # artifact name -> path under the table URI
 
 
 def validate_name(name: str) -> str:
@@ -100,11 +111,13 @@ class TableStore:
     # --- writing -------------------------------------------------------------------------------
 
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, metadata: Mapping[str, Any] | None = None,
-                ) -> int:
-        """Write `table` (embedding_schema(dim)) as the next version of `name`; return that version.
+                artifacts: Mapping[str, bytes | str | os.PathLike] | None = None) -> int:
+        """Write `table` (a word or document table) as the next version of `name`; return that version.
 
         A RecordBatchReader is streamed batch by batch (each batch checked as it passes); a bad
         batch or a reader that raises aborts the write before the commit, so no version appears.
+        `artifacts` maps a name ("subwords.parquet", "model") to bytes or a local file or folder,
+        copied beside the table before the commit (see the module docstring).
         """
         uri = self.table_uri(name)
         try:
@@ -117,15 +130,19 @@ class TableStore:
                             f"got {type(table).__name__}")
         dim = _dim_of(table.schema, name)
         if isinstance(table, pa.Table):
-            table = _validate_embeddings(check(table, embedding_schema(dim), name), name)
+            table = _validate_embeddings(check(table, published_schema(table.column_names, dim), name), name)
             if table.num_rows == 0:
                 raise StoreError(f"publish {name!r}: the table has no rows; nothing to publish")
             source = _CheckedBatches(table.to_reader(), name, dim, checked=True)
         else:
             source = _CheckedBatches(table, name, dim, checked=False)
+        if artifacts is not None and not isinstance(artifacts, Mapping):
+            raise TypeError(f"publish {name!r}: artifacts must map names to bytes or local paths")
 
         publish_id = uuid.uuid4().hex
-        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), _PUBLISH_ID_KEY: publish_id}
+        written = self._write_artifacts(name, publish_id, artifacts or {})
+        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), _PUBLISH_ID_KEY: publish_id,
+                           _ARTIFACTS_KEY: json.dumps(written, sort_keys=True)}
         try:
             write_deltalake(
                 uri, source.reader(), mode="overwrite", storage_options=self.storage_options or None,
@@ -146,6 +163,50 @@ class TableStore:
             raise StoreError(f"publish {name!r}: committed, but the commit is not among the last 32 of "
                              f"{uri}; list the versions to find it")
         return version
+
+    def _write_artifacts(self, name: str, publish_id: str, artifacts: Mapping[str, Any]) -> dict[str, str]:
+        """Copy each artifact to <table>/_artifacts/<publish_id>/<artifact name>; return name -> relative path."""
+        written = {}
+        for artifact, content in artifacts.items():
+            if not isinstance(artifact, str) or not _ARTIFACT_NAME.match(artifact):
+                raise StoreError(f"publish {name!r}: bad artifact name {artifact!r}; use letters, digits, "
+                                 "'.', '_' and '-' (e.g. 'subwords.parquet')")
+            relative = f"{ARTIFACTS_DIR}/{publish_id}/{artifact}"
+            target = join(self.table_uri(name), relative)
+            fs, path = filesystem(target, self.storage_options)
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # local folders; a no-op on object stores
+            if isinstance(content, bytes):
+                with fs.open(path, "wb") as f:
+                    f.write(content)
+            elif isinstance(content, (str, os.PathLike)) and Path(content).is_dir():
+                fs.put(str(Path(content)).rstrip("/") + "/", path, recursive=True)
+            elif isinstance(content, (str, os.PathLike)) and Path(content).is_file():
+                fs.put_file(str(content), path)
+            else:
+                raise StoreError(f"publish {name!r}: artifact {artifact!r} must be bytes or an existing local "
+                                 f"file or folder, got {content!r}")
+            written[artifact] = relative
+        return written
+
+    def artifact_uri(self, name: str, version: int | None, artifact: str) -> str:
+        """URI of an artifact published with `version` (latest when None); NotFoundError listing the others."""
+        info = self.info(name, version)
+        if artifact not in info.artifacts:
+            raise NotFoundError(f"{name}@{info.version} has no artifact {artifact!r}; it has "
+                                f"{sorted(info.artifacts) or 'none'}")
+        return join(self.table_uri(name), info.artifacts[artifact])
+
+    def fetch_artifact(self, name: str, version: int | None, artifact: str, destination: str | os.PathLike) -> Path:
+        """Copy an artifact (file or folder) to the local `destination` path; return that path."""
+        source = self.artifact_uri(name, version, artifact)
+        fs, path = filesystem(source, self.storage_options)
+        destination = Path(destination)
+        if fs.isdir(path):
+            fs.get(path.rstrip("/") + "/", str(destination), recursive=True)
+        else:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(path, str(destination))
+        return destination
 
     def _find_publish(self, name: str, publish_id: str) -> int | None:
         """The version whose commit carries `publish_id`, or None."""
@@ -187,7 +248,8 @@ class TableStore:
         raise self._missing_version(name, version)
 
     def read(self, name: str, version: int | None = None) -> pa.Table:
-        """Version `version` (latest when None) of `name`, as embedding_schema(dim), rows by `id`."""
+        """Version `version` (latest when None) of `name`: a word table rows by `id`, or a document
+        table rows by (doc_id, chunk)."""
         dt = self._open(name, version)
         ref = f"{name}@{dt.version()}"
         fs, root = pyarrow_filesystem(self.table_uri(name), self.storage_options)
@@ -232,25 +294,24 @@ class _CheckedBatches:
         self.source, self.name, self.dim, self.checked = reader, name, dim, checked
         self.error: Exception | None = None
         self.rows = 0
-        self.delta_schema = _delta_schema(embedding_schema(dim))
+        self.schema = published_schema(reader.schema.names, dim)
+        self.delta_schema = _delta_schema(self.schema)
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.delta_schema, self._batches())
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         try:
-            token_chunks, id_chunks = [], []  # for the uniqueness check across batches
+            keys = []  # key columns of every batch, for the uniqueness check across batches
             for batch in self.source:
                 table = pa.Table.from_batches([batch])
                 if not self.checked:
-                    table = _validate_embeddings(check(table, embedding_schema(self.dim), self.name), self.name)
-                    token_chunks += table.column("token").chunks
-                    id_chunks += table.column("id").chunks
+                    table = _validate_embeddings(check(table, self.schema, self.name), self.name)
+                    keys.append(table.select(EMBEDDING_KEYS[table_name(self.schema)]))
                 self.rows += table.num_rows
                 yield from table.cast(self.delta_schema).to_batches()
-            if not self.checked:  # known only at the end of the stream, still before the commit
-                _check_unique(self.name, "token", pa.chunked_array(token_chunks, pa.string()))
-                _check_unique(self.name, "id", pa.chunked_array(id_chunks, pa.int32()))
+            if not self.checked and keys:  # known only at the end of the stream, still before the commit
+                _check_keys(self.name, pa.concat_tables(keys))
             if self.rows == 0:
                 raise StoreError(f"publish {self.name!r}: the reader yielded no rows; nothing to publish")
         except Exception as e:
@@ -269,17 +330,30 @@ def _dim_of(schema: pa.Schema, name: str) -> int:
 
 
 def _validate_embeddings(table: pa.Table, name: str) -> pa.Table:
-    """Content rules beyond types: unique tokens and ids, finite vectors."""
-    _check_unique(name, "token", table.column("token"))
-    _check_unique(name, "id", table.column("id"))
+    """Content rules beyond types: unique keys (tokens and ids; document and chunk), finite vectors."""
+    keys = EMBEDDING_KEYS[table_name(table.schema)]
+    _check_keys(name, table.select(keys))
     for chunk in table.column("vector").chunks:
         values = chunk.flatten().to_numpy()  # (rows * dim,) float32, zero-copy
         if not np.isfinite(values).all():
             rows = np.flatnonzero(~np.isfinite(values.reshape(len(chunk), -1)).all(axis=1))
-            bad = pc.take(table.column("token"), pa.array(rows[:5])).to_pylist()
+            bad = pc.take(table.column(keys[0]), pa.array(rows[:5])).to_pylist()
             raise SchemaError(name, "vector", f"{len(rows)} rows have NaN or infinite values (tokens {bad}...); "
                                               "the training diverged - lower the learning rate")
     return table
+
+
+def _check_keys(name: str, keys: pa.Table) -> None:
+    """Word tables: tokens unique and ids unique. Document tables: (doc_id, chunk) pairs unique."""
+    if keys.column_names == ["doc_id", "chunk"]:
+        pairs = keys.group_by(["doc_id", "chunk"]).aggregate([([], "count_all")])
+        if pairs.num_rows != keys.num_rows:
+            dup = pairs.filter(pc.greater(pairs["count_all"], 1)).select(["doc_id", "chunk"]).to_pylist()
+            raise SchemaError(name, "doc_id", f"duplicate (doc_id, chunk) rows {dup[:5]} ({len(dup)} in all); "
+                                              "each must appear once")
+        return
+    for field_name in keys.column_names:
+        _check_unique(name, field_name, keys.column(field_name))
 
 
 def _check_unique(name: str, field_name: str, column: pa.ChunkedArray) -> None:
@@ -317,11 +391,14 @@ def _from_delta(data: pa.Table, ref: str) -> pa.Table:
     fixed = pa.chunked_array([pa.FixedSizeListArray.from_arrays(c.flatten(), type=fixed_type) for c in vectors.chunks],
                              fixed_type)
     data = data.set_column(data.column_names.index("vector"), "vector", fixed)
-    table = check(data, embedding_schema(dim), ref)
-    ids = table.column("id").to_numpy()  # Delta returns files in no promised order
-    if len(ids) > 1 and (ids[1:] < ids[:-1]).any():
-        table = table.take(pa.array(np.argsort(ids, kind="stable")))
-    return table
+    table = check(data, published_schema(data.column_names, dim), ref)
+    # Delta returns files in no promised order: words by id, documents by (doc_id, chunk)
+    if "id" in table.column_names:
+        ids = table.column("id").to_numpy()
+        if len(ids) > 1 and (ids[1:] < ids[:-1]).any():
+            table = table.take(pa.array(np.argsort(ids, kind="stable")))
+        return table
+    return table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
 
 
 def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
@@ -329,4 +406,6 @@ def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
     metadata = json.loads(commit[METADATA_KEY]) if METADATA_KEY in commit else {}
     dim = int(commit[_DIM_KEY]) if _DIM_KEY in commit else None
     rows = (commit.get("operationMetrics") or {}).get("num_added_rows")
-    return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows))
+    artifacts = json.loads(commit[_ARTIFACTS_KEY]) if _ARTIFACTS_KEY in commit else {}
+    return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows),
+                       artifacts)

@@ -80,20 +80,49 @@ IDF = _schema(
 
 
 def embedding_schema(dim: int) -> pa.Schema:
-    """The published artifact: one row per token, its vector a fixed_size_list<float32>[dim].
+    """A word table: one row per token, its vector a fixed_size_list<float32>[dim].
 
     Delta Lake has no fixed-size list type, so the store writes `vector` as list<float32> and
     converts back (checking every length) on read.
     """
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"embedding dim must be a positive integer, got {dim!r}")
     return _schema(
         "embeddings",
         _required("token", pa.string()),
         _required("id", pa.int32()),
         _required("count", pa.int64()),
-        _required("vector", pa.list_(_required("item", pa.float32()), dim)),  # (dim,) per row
+        _vector(dim),
     )
+
+
+def document_embedding_schema(dim: int) -> pa.Schema:
+    """A document table (encoders): one row per document, or per chunk of one.
+
+    `chunk` is 0 for a whole document (or its first chunk); `text` is the embedded span, kept so
+    that search results can show it (null when the publisher leaves it out).
+    """
+    return _schema(
+        "document_embeddings",
+        _required("doc_id", pa.string()),
+        _required("chunk", pa.int32()),
+        pa.field("text", pa.string()),
+        _vector(dim),
+    )
+
+
+# The columns that identify a row in each kind of published table; each combination is unique.
+EMBEDDING_KEYS = {"embeddings": ("token", "id"), "document_embeddings": ("doc_id", "chunk")}
+
+
+def published_schema(names: list[str], dim: int) -> pa.Schema:
+    """The published schema a table with these column names is meant to have: a document table
+    when it has `doc_id`, else a word table."""
+    return document_embedding_schema(dim) if "doc_id" in names else embedding_schema(dim)
+
+
+def _vector(dim: int) -> pa.Field:
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"embedding dim must be a positive integer, got {dim!r}")
+    return _required("vector", pa.list_(_required("item", pa.float32()), dim))  # (dim,) per row
 
 
 def table_name(schema: pa.Schema) -> str:

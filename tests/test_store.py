@@ -196,3 +196,46 @@ def test_tables_ignores_folders_that_are_not_delta_tables(local_store, tmp_path)
     assert local_store.tables() == []
     local_store.publish("real", random_embeddings(2, 2, seed=0)[0])
     assert local_store.tables() == ["real"]
+
+
+def documents(doc_ids: list[str], chunks: list[int], vectors: np.ndarray) -> pa.Table:
+    vectors = np.asarray(vectors, dtype=np.float32)  # (rows, dim)
+    return pa.table({
+        "doc_id": doc_ids, "chunk": pa.array(chunks, pa.int32()), "text": [f"text of {d}" for d in doc_ids],
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
+    })
+
+
+def test_document_tables_round_trip_sorted_by_document_and_chunk(local_store):
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    local_store.publish("docs", documents(["b", "a", "b", "c"], [0, 0, 1, 0], vectors))
+    back = local_store.read("docs")
+    assert back.column_names == ["doc_id", "chunk", "text", "vector"]
+    assert list(zip(back["doc_id"].to_pylist(), back["chunk"].to_pylist())) == [("a", 0), ("b", 0), ("b", 1), ("c", 0)]
+    np.testing.assert_array_equal(vectors_of(back), vectors[[1, 0, 2, 3]])
+    with pytest.raises(SchemaError, match=r"duplicate \(doc_id, chunk\) rows \[\{'doc_id': 'b', 'chunk': 0\}\]"):
+        local_store.publish("docs", documents(["b", "a", "b"], [0, 0, 0], vectors[:3]))
+
+
+@pytest.mark.parametrize("store_fixture", ["local_store", "s3_store"])
+def test_artifacts_are_published_with_their_version(store_fixture, request, tmp_path):
+    store = request.getfixturevalue(store_fixture)
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text('{"layers": 2}')
+    (folder / "sub" / "weights.bin").write_bytes(b"\x00\x01\x02")
+    table, _ = random_embeddings(3, 2, seed=0)
+    store.publish("t", table, artifacts={"model": folder, "note.txt": b"first"})
+    store.publish("t", table, artifacts={"note.txt": b"second"})
+
+    assert sorted(store.info("t", 0).artifacts) == ["model", "note.txt"]
+    fetched = store.fetch_artifact("t", 0, "model", tmp_path / "fetched")
+    assert (fetched / "config.json").read_text() == '{"layers": 2}'
+    assert (fetched / "sub" / "weights.bin").read_bytes() == b"\x00\x01\x02"
+    assert store.fetch_artifact("t", 0, "note.txt", tmp_path / "n0").read_bytes() == b"first"
+    assert store.fetch_artifact("t", None, "note.txt", tmp_path / "n1").read_bytes() == b"second"
+    with pytest.raises(NotFoundError, match=r"t@1 has no artifact 'model'; it has \['note.txt'\]"):
+        store.artifact_uri("t", 1, "model")
+    with pytest.raises(StoreError, match="bad artifact name '../x'"):
+        store.publish("t", table, artifacts={"../x": b""})
+    assert [v.version for v in store.versions("t")] == [0, 1]  # the refused publish committed nothing

@@ -62,11 +62,13 @@ import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from pipelines.config import GloveConfig
+from pipelines.config import GloveConfig, JobConfig
+from pipelines.statistics import StatisticsSummary
 from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
 from schemas.fs import filesystem, pyarrow_filesystem
 from schemas.tables import COOCCURRENCE, check
 from workers.glove import init_state, published_vectors, sgd_numba, sgd_torch
+from workers.trainers import Trained
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,15 @@ class GloveResult:
     epoch_losses: list[float]  # glove.c's cost per epoch, all epochs (restored ones included)
     entries_per_sec: float  # co-occurrence entries trained per second of epoch time, all workers
     epochs_run: int
+
+
+def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: str,
+          fault_injection: str | None = None) -> Trained:
+    """The job's entry point (workers.trainers): GloVe on the run's co-occurrence matrix."""
+    result = train_glove(statistics.cooccurrence_uri, statistics.vocab_size, config.model,
+                         storage_options=config.store.storage_options, checkpoint_uri=checkpoint_uri,
+                         fault_injection=fault_injection)
+    return Trained(vectors=result.vectors, epoch_losses=result.epoch_losses)
 
 
 def train_glove(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *,
