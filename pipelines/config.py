@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from schemas.fs import join
 
@@ -85,6 +85,22 @@ class GloveConfig(Section):
     checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
 
 
+def _model_kind(value: Any) -> str | None:
+    """The `model:` section's kind; GloVe when the section leaves it out."""
+    return value.get("model", "glove") if isinstance(value, dict) else getattr(value, "model", None)
+
+
+# Every trainable model, told apart by its `model` key (workers/trainers.py maps each to its trainer).
+# One line per model.
+MODEL_CONFIGS: dict[str, type[Section]] = {
+    "glove": GloveConfig,
+}
+ModelConfig = Annotated[
+    Union[tuple(Annotated[config, Tag(kind)] for kind, config in MODEL_CONFIGS.items())],
+    Discriminator(_model_kind),
+]
+
+
 class StoreConfig(Section):
     uri: str = DEFAULT_STORE  # local directory or s3://bucket/prefix
     storage_options: dict[str, str] = {}  # deltalake/object_store options (AWS_ENDPOINT_URL, ...)
@@ -100,7 +116,7 @@ class JobConfig(Section):
     corpus: CorpusConfig
     tokenizer: TokenizerConfig = TokenizerConfig()
     statistics: StatisticsConfig = StatisticsConfig()
-    model: GloveConfig = GloveConfig()
+    model: ModelConfig = GloveConfig()
     store: StoreConfig = StoreConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
@@ -160,7 +176,9 @@ def _resolve(uri: str, base: Path) -> str:
 def _explain(error: ValidationError) -> str:
     lines = []
     for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<top>"
+        # drop the model union's tag from the key: "model.glove.dim" reads as "model.dim"
+        key = ".".join(str(p) for i, p in enumerate(err["loc"]) if not (i == 1 and err["loc"][0] == "model"))
+        key = key or "<top>"
         if err["type"] == "extra_forbidden":
             section = _section_at(err["loc"][:-1])
             allowed = ", ".join(section.model_fields) if section else "?"
@@ -172,7 +190,10 @@ def _explain(error: ValidationError) -> str:
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:
     model: type[BaseModel] = JobConfig
-    for part in loc:
+    for index, part in enumerate(loc):
+        if loc[:index] == ("model",):  # the union's tag: which model config
+            model = MODEL_CONFIGS[part]
+            continue
         field = model.model_fields.get(str(part))
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
             return None
