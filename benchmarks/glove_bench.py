@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Dask and Ray Train workers")
     parser.add_argument("--shuffle-buffer", type=int, default=None, help="model.shuffle_buffer (entries)")
     parser.add_argument("--seed", type=int, default=0, help="model.seed")
+    parser.add_argument("--syncs-per-epoch", type=int, default=None, help="model.syncs_per_epoch")
     parser.add_argument("--token-pattern", default=None, help="tokenizer.pattern (default: firth's)")
     args = parser.parse_args()
 
@@ -70,7 +71,8 @@ def main() -> None:
             "statistics": {"n_workers": args.workers, "min_count": 5, "window": 10},
             "tokenizer": {"pattern": args.token_pattern} if args.token_pattern else {},
             "model": {"dim": 100, "x_max": args.x_max, "epochs": args.epochs, "num_workers": args.workers, "seed": args.seed,
-                      **({"shuffle_buffer": args.shuffle_buffer} if args.shuffle_buffer else {})},
+                      **({"shuffle_buffer": args.shuffle_buffer} if args.shuffle_buffer else {}),
+                      **({"syncs_per_epoch": args.syncs_per_epoch} if args.syncs_per_epoch else {})},
             "store": {"uri": store},
         })
         start = time.perf_counter()
@@ -80,6 +82,7 @@ def main() -> None:
 
     print(json.dumps({"settings": {"x_max": args.x_max, "epochs": args.epochs, "workers": args.workers,
                                    "shuffle_buffer": config.model.shuffle_buffer, "seed": args.seed,
+                                   "syncs_per_epoch": config.model.syncs_per_epoch,
                                    "token_pattern": config.tokenizer.pattern},
                       "timings_s": published.timings, "total_s": round(total, 1),
                       "peak_rss_tree_gb": round(memory.peak_total / 2**30, 2),
