@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 
 from schemas.errors import StoreError
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
 LATEST = "latest"  # the automatic alias: always the newest version, never stored
 # Folder and file names a table keeps beside its data, and the store's own folder names: never table names.
 RESERVED_NAMES = frozenset({"tables", "_aliases", "_artifacts", "_delta_log", "_statistics", "_checkpoints",
