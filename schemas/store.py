@@ -52,6 +52,7 @@ _PARENT_KEY = "firth.parent"  # "name@version" this version was trained from (co
 # A whole-table publish that loses a commit race to another publisher is rewritten and committed
 # again (as the next version), this many times at most; a streamed publish cannot be replayed.
 _COMMIT_ATTEMPTS = 4
+_ATTEMPT_KEY = "firth.attempt"
 ARTIFACTS_DIR = "_artifacts"
 # Keep the commit log (and so time travel to every version) for a century instead of Delta's
 # 30-day default, after which a checkpoint would clean old commits away.
@@ -151,6 +152,7 @@ class TableStore:
         for attempt in range(1, attempts + 1):
             source = (_CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
                       else _CheckedBatches(table, name, dim, checked=False))
+            custom_metadata[_ATTEMPT_KEY] = str(attempt)  # > 1: it lost a commit race and was written again
             try:
                 write_deltalake(
                     uri, source.reader(), mode="overwrite", storage_options=self.storage_options or None,
