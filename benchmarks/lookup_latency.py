@@ -77,39 +77,36 @@ def start_moto() -> tuple[subprocess.Popen, dict[str, str]]:
     return process, options
 
 
-def measure(store: TableStore, args, rng) -> dict[str, float]:
-    open_s = timed(lambda: open_embeddings(store.uri, "t@production", store.storage_options), args.opens)
-    emb = open_embeddings(store.uri, "t@production", store.storage_options)
+def measure(load, lookup, lookup_many, neighbors, args, rng) -> dict[str, float]:
+    """Time one reader: `load()` returns a handle; the others take (handle, token(s))."""
+    open_s = timed(load, args.opens)
+    handle = load()
     tokens = [f"w{i}" for i in rng.integers(0, args.rows, args.lookups)]
-    single_s = per_call(lambda i: emb.vector(tokens[i]), args.lookups)
+    single_s = per_call(lambda i: lookup(handle, tokens[i]), args.lookups)
     batch = [f"w{i}" for i in rng.integers(0, args.rows, args.batch)]
-    batch_s = timed(lambda: emb.vectors_for(batch), args.repeats)
+    batch_s = timed(lambda: lookup_many(handle, batch), args.repeats)
     start = time.perf_counter()
-    emb.neighbors("w0", k=10)
+    neighbors(handle, "w0")
     first_neighbors_s = time.perf_counter() - start
     queries = iter([f"w{i}" for i in rng.integers(0, args.rows, args.repeats)])
-    neighbors_s = timed(lambda: emb.neighbors(next(queries), k=10), args.repeats)
+    neighbors_s = timed(lambda: neighbors(handle, next(queries)), args.repeats)
     return {"open": open_s, "vector": single_s, "batch": batch_s, "neighbors_first": first_neighbors_s,
             "neighbors": neighbors_s}
+
+
+def measure_firth(store: TableStore, args, rng) -> dict[str, float]:
+    return measure(lambda: open_embeddings(store.uri, "t@production", store.storage_options),
+                   lambda emb, token: emb.vector(token), lambda emb, batch: emb.vectors_for(batch),
+                   lambda emb, token: emb.neighbors(token, k=10), args, rng)
 
 
 def measure_gensim(emb, folder: Path, args, rng) -> dict[str, float]:
     from gensim.models import KeyedVectors
 
     path = emb.to_word2vec(str(folder / "t.bin"), binary=True)
-    open_s = timed(lambda: KeyedVectors.load_word2vec_format(path, binary=True), args.opens)
-    kv = KeyedVectors.load_word2vec_format(path, binary=True)
-    tokens = [f"w{i}" for i in rng.integers(0, args.rows, args.lookups)]
-    single_s = per_call(lambda i: kv[tokens[i]], args.lookups)
-    batch = [f"w{i}" for i in rng.integers(0, args.rows, args.batch)]
-    batch_s = timed(lambda: kv[batch], args.repeats)
-    start = time.perf_counter()
-    kv.most_similar("w0", topn=10)
-    first_neighbors_s = time.perf_counter() - start
-    queries = iter([f"w{i}" for i in rng.integers(0, args.rows, args.repeats)])
-    neighbors_s = timed(lambda: kv.most_similar(next(queries), topn=10), args.repeats)
-    return {"open": open_s, "vector": single_s, "batch": batch_s, "neighbors_first": first_neighbors_s,
-            "neighbors": neighbors_s}
+    return measure(lambda: KeyedVectors.load_word2vec_format(path, binary=True),
+                   lambda kv, token: kv[token], lambda kv, batch: kv[batch],
+                   lambda kv, token: kv.most_similar(token, topn=10), args, rng)
 
 
 def main() -> None:
@@ -136,7 +133,7 @@ def main() -> None:
                 from schemas.aliases import move_alias
 
                 move_alias(store, "t", "production", version)
-                results[label] = measure(store, args, np.random.default_rng(1)) | {"publish": publish_s}
+                results[label] = measure_firth(store, args, np.random.default_rng(1)) | {"publish": publish_s}
                 print(f"{label}: done", file=sys.stderr)
             emb = open_embeddings(stores["local"].uri, "t")
             results["gensim KeyedVectors"] = measure_gensim(emb, Path(folder), args, np.random.default_rng(1))

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pytest
+from tables_fixtures import local_store, s3_store, vectors_of  # noqa: F401
 
 from schemas.store import NotFoundError, StoreError, TableStore, parse_ref
 from schemas.tables import SchemaError, check, embedding_schema
@@ -25,22 +26,6 @@ def embeddings(tokens: list[str], vectors: np.ndarray, ids: list[int] | None = N
 def random_embeddings(n: int, dim: int, seed: int) -> tuple[pa.Table, np.ndarray]:
     vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return embeddings([f"w{i}" for i in range(n)], vectors), vectors
-
-
-def vectors_of(table: pa.Table) -> np.ndarray:
-    column = table.column("vector").combine_chunks()
-    return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
-
-
-@pytest.fixture
-def local_store(tmp_path) -> TableStore:
-    return TableStore(str(tmp_path / "store"))
-
-
-@pytest.fixture
-def s3_store(s3_bucket) -> TableStore:
-    bucket, _, delta_options = s3_bucket
-    return TableStore(f"s3://{bucket}/stores/main", delta_options)
 
 
 @pytest.mark.parametrize("store_fixture", ["local_store", "s3_store"])
