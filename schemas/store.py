@@ -26,15 +26,13 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -42,7 +40,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from schemas import refs
 from schemas.errors import CollectedError, NotFoundError, StoreError
 from schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
-from schemas.tables import EMBEDDING_KEYS, SchemaError, check, embedding_schema, published_schema, table_name
+from schemas.delta_format import CheckedBatches, dim_of, from_delta, validate_embeddings
+from schemas.tables import check, published_schema
 
 NAME_PATTERN = refs.NAME_PATTERN
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -133,9 +132,9 @@ class TableStore:
         if not isinstance(table, (pa.Table, pa.RecordBatchReader)):
             raise TypeError(f"publish {name!r}: expected a pyarrow Table or RecordBatchReader, "
                             f"got {type(table).__name__}")
-        dim = _dim_of(table.schema, name)
+        dim = dim_of(table.schema, name)
         if isinstance(table, pa.Table):
-            table = _validate_embeddings(check(table, published_schema(table.column_names, dim), name), name)
+            table = validate_embeddings(check(table, published_schema(table.column_names, dim), name), name)
             if table.num_rows == 0:
                 raise StoreError(f"publish {name!r}: the table has no rows; nothing to publish")
         if artifacts is not None and not isinstance(artifacts, Mapping):
@@ -150,8 +149,8 @@ class TableStore:
             custom_metadata[_PARENT_KEY] = parent_ref
         attempts = _COMMIT_ATTEMPTS if isinstance(table, pa.Table) else 1
         for attempt in range(1, attempts + 1):
-            source = (_CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
-                      else _CheckedBatches(table, name, dim, checked=False))
+            source = (CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
+                      else CheckedBatches(table, name, dim, checked=False))
             custom_metadata[_ATTEMPT_KEY] = str(attempt)  # > 1: it lost a commit race and was written again
             try:
                 write_deltalake(
@@ -240,13 +239,32 @@ class TableStore:
     def _find_publish(self, name: str, publish_id: str) -> int | None:
         """The version whose commit carries `publish_id`, or None."""
         try:
-            history = DeltaTable(self.table_uri(name), storage_options=self.storage_options or None).history(limit=32)
+            latest = DeltaTable(self.table_uri(name), storage_options=self.storage_options or None).version()
         except TableNotFoundError:
             return None
-        for commit in history:  # newest first; others may have published since
-            if commit.get(_PUBLISH_ID_KEY) == publish_id:
+        for commit in reversed(self._commits(name, range(max(0, latest - 31), latest + 1))):  # others may have
+            if commit.get(_PUBLISH_ID_KEY) == publish_id:                                   # published since
                 return int(commit["version"])
         return None
+
+    def _commits(self, name: str, versions: range) -> list[dict]:
+        """The commitInfo of each version, read from its own log file, oldest first.
+
+        Not DeltaTable.history(): it numbers the commits it lists by counting down from the
+        version its snapshot loaded, so a commit landing in between shifts every number (seen
+        with two publishers on S3: a publisher was told its version was 0)."""
+        log = join(self.table_uri(name), "_delta_log")
+        fs, root = filesystem(log, self.storage_options)
+        paths = {version: f"{root}/{version:020d}.json" for version in versions}
+        bodies = fs.cat(list(paths.values()), on_error="omit")  # concurrent GETs on object stores
+        commits = []
+        for version, path in paths.items():
+            body = bodies.get(path)
+            if body is None:
+                continue  # log file cleaned up (log retention is a century, so: not by firth)
+            info = next((json.loads(line)["commitInfo"] for line in body.splitlines() if b'"commitInfo"' in line), {})
+            commits.append({**info, "version": version})
+        return commits
 
     # --- references ----------------------------------------------------------------------------
 
@@ -295,7 +313,7 @@ class TableStore:
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Every version of `name`, oldest first."""
-        return sorted((_version_info(c) for c in self._open(name).history()), key=lambda v: v.version)
+        return [_version_info(c) for c in self._commits(name, range(self._open(name).version() + 1))]
 
     def collected(self, name: str) -> dict[int, str]:
         """Versions of `name` whose data files gc removed -> when (ISO-8601); their metadata stays listed."""
@@ -310,9 +328,8 @@ class TableStore:
         target = latest if version is None else version
         if not isinstance(target, int) or not 0 <= target <= latest:
             raise self._missing_version(name, version)
-        for commit in dt.history(limit=latest - target + 1):  # newest first
-            if int(commit["version"]) == target:
-                return _version_info(commit)
+        for commit in self._commits(name, range(target, target + 1)):
+            return _version_info(commit)
         raise self._missing_version(name, version)
 
     def read(self, name: str, version: int | None = None) -> pa.Table:
@@ -324,7 +341,7 @@ class TableStore:
         # Our own filesystem instead of deltalake's default one: with the default, the process
         # aborted at exit about half the time here ("terminate called without an active exception").
         data = dt.to_pyarrow_table(filesystem=pafs.SubTreeFileSystem(root, fs))
-        return _from_delta(data, ref)
+        return from_delta(data, ref)
 
     def _open(self, name: str, version: int | None = None) -> DeltaTable:
         uri = self.table_uri(name)
@@ -359,120 +376,6 @@ class TableStore:
         if numbers and numbers == list(range(numbers[0], numbers[-1] + 1)):
             return f"{numbers[0]}..{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
         return ", ".join(map(str, numbers))
-
-
-class _CheckedBatches:
-    """Streams batches to Delta, checking each one; remembers the first error (Delta wraps it)."""
-
-    def __init__(self, reader: pa.RecordBatchReader, name: str, dim: int, checked: bool):
-        self.source, self.name, self.dim, self.checked = reader, name, dim, checked
-        self.error: Exception | None = None
-        self.rows = 0
-        self.schema = published_schema(reader.schema.names, dim)
-        self.delta_schema = _delta_schema(self.schema)
-
-    def reader(self) -> pa.RecordBatchReader:
-        return pa.RecordBatchReader.from_batches(self.delta_schema, self._batches())
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            keys = []  # key columns of every batch, for the uniqueness check across batches
-            for batch in self.source:
-                table = pa.Table.from_batches([batch])
-                if not self.checked:
-                    table = _validate_embeddings(check(table, self.schema, self.name), self.name)
-                    keys.append(table.select(EMBEDDING_KEYS[table_name(self.schema)]))
-                self.rows += table.num_rows
-                yield from table.cast(self.delta_schema).to_batches()
-            if not self.checked and keys:  # known only at the end of the stream, still before the commit
-                _check_keys(self.name, pa.concat_tables(keys))
-            if self.rows == 0:
-                raise StoreError(f"publish {self.name!r}: the reader yielded no rows; nothing to publish")
-        except Exception as e:
-            self.error = e
-            raise
-
-
-def _dim_of(schema: pa.Schema, name: str) -> int:
-    if "vector" not in schema.names:
-        raise SchemaError(name, "vector", f"missing field; expected fields {embedding_schema(1).names}")
-    type_ = schema.field("vector").type
-    if not pa.types.is_fixed_size_list(type_):
-        raise SchemaError(name, "vector", f"type {type_}, expected fixed_size_list<float>[dim] "
-                                          "(build it with schemas.tables.embedding_schema(dim))")
-    return type_.list_size
-
-
-def _validate_embeddings(table: pa.Table, name: str) -> pa.Table:
-    """Content rules beyond types: unique keys (tokens and ids; document and chunk), finite vectors."""
-    keys = EMBEDDING_KEYS[table_name(table.schema)]
-    _check_keys(name, table.select(keys))
-    for chunk in table.column("vector").chunks:
-        values = chunk.flatten().to_numpy()  # (rows * dim,) float32, zero-copy
-        if not np.isfinite(values).all():
-            rows = np.flatnonzero(~np.isfinite(values.reshape(len(chunk), -1)).all(axis=1))
-            bad = pc.take(table.column(keys[0]), pa.array(rows[:5])).to_pylist()
-            raise SchemaError(name, "vector", f"{len(rows)} rows have NaN or infinite values (tokens {bad}...); "
-                                              "the training diverged - lower the learning rate")
-    return table
-
-
-def _check_keys(name: str, keys: pa.Table) -> None:
-    """Word tables: tokens unique and ids unique. Document tables: (doc_id, chunk) pairs unique."""
-    if keys.column_names == ["doc_id", "chunk"]:
-        pairs = keys.group_by(["doc_id", "chunk"]).aggregate([([], "count_all")])
-        if pairs.num_rows != keys.num_rows:
-            dup = pairs.filter(pc.greater(pairs["count_all"], 1)).select(["doc_id", "chunk"]).to_pylist()
-            raise SchemaError(name, "doc_id", f"duplicate (doc_id, chunk) rows {dup[:5]} ({len(dup)} in all); "
-                                              "each must appear once")
-        return
-    for field_name in keys.column_names:
-        _check_unique(name, field_name, keys.column(field_name))
-
-
-def _check_unique(name: str, field_name: str, column: pa.ChunkedArray) -> None:
-    if pc.count_distinct(column).as_py() != len(column):
-        counts = pc.value_counts(column)
-        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
-        raise SchemaError(name, field_name, f"duplicate values {dup[:5]} ({len(dup)} in all); each must appear once")
-
-
-def _delta_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema as stored in Delta: vector as list<float32> (Delta has no fixed-size list)."""
-    vector = schema.field("vector")
-    return schema.set(schema.get_field_index("vector"),
-                      vector.with_type(pa.list_(vector.type.value_field))).remove_metadata()
-
-
-def _from_delta(data: pa.Table, ref: str) -> pa.Table:
-    """Delta's list<float32> vectors back to fixed_size_list<float32>[dim], checked; rows sorted by id."""
-    if "vector" not in data.column_names:
-        raise SchemaError(ref, "vector", f"missing field; the stored table has {data.column_names}")
-    vectors = data.column("vector")
-    if vectors.null_count:
-        raise SchemaError(ref, "vector", f"{vectors.null_count} null vectors")
-    if not pa.types.is_list(vectors.type):
-        raise SchemaError(ref, "vector", f"stored type {vectors.type}, expected list<float>")
-    lengths = pc.list_value_length(vectors).to_numpy()  # (rows,)
-    if len(lengths) == 0:
-        raise SchemaError(ref, "vector", "the stored table has no rows")
-    dim = int(lengths[0])
-    if dim < 1 or (lengths != dim).any():
-        bad = int(np.flatnonzero(lengths != dim)[0]) if dim >= 1 else 0
-        raise SchemaError(ref, "vector", f"row {bad} has {lengths[bad]} values, row 0 has {dim}; "
-                                         "all vectors must have the same length")
-    fixed_type = pa.list_(pa.field("item", vectors.type.value_type), dim)  # check() sets nullability
-    fixed = pa.chunked_array([pa.FixedSizeListArray.from_arrays(c.flatten(), type=fixed_type) for c in vectors.chunks],
-                             fixed_type)
-    data = data.set_column(data.column_names.index("vector"), "vector", fixed)
-    table = check(data, published_schema(data.column_names, dim), ref)
-    # Delta returns files in no promised order: words by id, documents by (doc_id, chunk)
-    if "id" in table.column_names:
-        ids = table.column("id").to_numpy()
-        if len(ids) > 1 and (ids[1:] < ids[:-1]).any():
-            table = table.take(pa.array(np.argsort(ids, kind="stable")))
-        return table
-    return table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
 
 
 def _lost_commit_race(error: Exception) -> bool:
