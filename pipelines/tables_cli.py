@@ -53,6 +53,8 @@ def add_tables_commands(commands: argparse._SubParsersAction, store_from_args: C
     gc.add_argument("name")
     gc.add_argument("--keep", type=int, help="versions to keep (default: promotion.keep_versions, 10)")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    gc.add_argument("--orphan-grace-hours", type=float, default=24.0,
+                    help="remove files no commit names once older than this (default 24)")
     export = action("export", _export, "write a version as word2vec text/binary or one Parquet file")
     export.add_argument("ref", metavar="NAME[@VERSION|@ALIAS|@TIMESTAMP]")
     export.add_argument("output", help="local path or s3:// URI")
@@ -153,16 +155,20 @@ def _gc(args, store) -> int:
     from schemas.retention import collect_garbage
 
     keep = args.keep if args.keep is not None else _promotion(args).keep_versions
-    plan = collect_garbage(store, args.name, keep, dry_run=args.dry_run)
+    plan = collect_garbage(store, args.name, keep, dry_run=args.dry_run, orphan_grace_hours=args.orphan_grace_hours)
     verb = "would remove" if args.dry_run else "removed"
     kept = ", ".join(f"{v} ({'; '.join(why)})" for v, why in sorted(plan.kept.items()))
     lines = [f"{args.name}: kept versions {kept}"]
-    if not plan.collected:
+    if not plan.collected and not plan.orphans:
         lines.append(f"{args.name}: nothing to remove")
-    else:
+    if plan.collected:
         lines.append(f"{args.name}: {verb} versions {', '.join(map(str, plan.collected))}: {len(plan.files)} data "
                      f"files ({plan.bytes / 1e6:.1f} MB), {len(plan.artifacts)} artifact folders")
         lines += [f"  {f.uri}" for f in plan.files] + [f"  {a}/" for a in plan.artifacts]
+    if plan.orphans:
+        lines.append(f"{args.name}: {verb} {len(plan.orphans)} orphans (named by no commit, older than "
+                     f"{args.orphan_grace_hours:g} h)")
+        lines += [f"  {o}" for o in plan.orphans]
     return _print(args, plan.to_json(), "\n".join(lines))
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from tables_fixtures import STORES, local_store, s3_store, vectors_of, word_table  # noqa: F401
 
+from schemas.fs import filesystem
+from schemas.retention import collect_garbage
+
 PUBLISHER = str(Path(__file__).resolve().parent / "publisher_process.py")
 
 
@@ -56,6 +59,13 @@ def test_a_publisher_killed_mid_write_leaves_the_previous_version(store_fixture,
     assert vectors_of(store.read("t")).tobytes() == vectors_of(word_table(5, 8, 0)).tobytes()
     assert store.publish("t", word_table(7, 8, seed=2)) == 1  # and the table takes the next publish
     assert store.read("t").num_rows == 7
+    # gc sweeps what the killed publisher left (named by no commit) and nothing else
+    collect_garbage(store, "t", keep=2, orphan_grace_hours=-1)
+    fs, root = filesystem(store.table_uri("t"), store.storage_options)
+    fs.invalidate_cache()
+    left = {path.rsplit("/", 1)[-1] for path in fs.ls(root, detail=False) if path.endswith(".parquet")}
+    assert left == {uri.rsplit("/", 1)[-1] for uri in store.files("t", 0) + store.files("t", 1)}
+    assert vectors_of(store.read("t", 0)).tobytes() == vectors_of(word_table(5, 8, 0)).tobytes()
 
 
 def test_a_streamed_publish_that_loses_the_commit_race_fails_cleanly(local_store):

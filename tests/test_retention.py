@@ -78,3 +78,38 @@ def test_gc_cli_reports_what_it_removes(local_store, capsys):
     assert main(["neighbors", "t@0", "w1", *store]) == 2
     assert "version 0 was removed by `firth tables gc`" in capsys.readouterr().err
     assert main(["tables", "gc", "t", "--keep", "0", *store]) == 2
+
+
+@pytest.mark.parametrize("store_fixture", STORES)
+def test_gc_removes_orphans_of_failed_publishes_only_after_the_grace_period(store_fixture, request):
+    import pyarrow as pa
+
+    from schemas.tables import check, embedding_schema
+
+    store = request.getfixturevalue(store_fixture)
+    store.publish("t", word_table(4, 2, seed=0), artifacts={"note.txt": b"kept"})
+    table = check(word_table(50, 2, seed=1), embedding_schema(2))
+
+    def dies_after_writing():
+        yield from table.to_batches(max_chunksize=10)
+        raise ConnectionError("killed")
+
+    with pytest.raises(ConnectionError):  # its artifact and (maybe) data files stay behind, named by no commit
+        store.publish("t", pa.RecordBatchReader.from_batches(table.schema, dies_after_writing()),
+                      artifacts={"note.txt": b"orphan"})
+    fs, root = filesystem(store.table_uri("t"), store.storage_options)
+    stray = f"{root}/part-00000-0123456789ab-c000.snappy.parquet"  # as a publish that lost a commit race leaves
+    fs.pipe_file(stray, b"PAR1")
+    fs.invalidate_cache()
+    artifact_folders = fs.ls(f"{root}/_artifacts", detail=False)
+    assert len(artifact_folders) == 2
+
+    assert collect_garbage(store, "t", keep=1).orphans == []  # younger than 24 h: may be a publish in flight
+    removed = collect_garbage(store, "t", keep=1, orphan_grace_hours=-1)  # everything counts as old
+    orphan_artifact = next(f for f in artifact_folders if store.info("t").publish_id not in f)
+    assert removed.done and [o.rsplit("/", 1)[-1] for o in removed.orphans] == [
+        orphan_artifact.rsplit("/", 1)[-1], stray.rsplit("/", 1)[-1]]
+    assert not any(exists(store, uri) for uri in removed.orphans)
+    assert exists(store, store.artifact_uri("t", 0, "note.txt"))
+    assert all(exists(store, uri) for uri in store.files("t", 0))
+    assert vectors_of(store.read("t")).tobytes() == vectors_of(word_table(4, 2, 0)).tobytes()
