@@ -226,25 +226,27 @@ def open_embeddings(store_uri: str, ref: str, storage_options: Mapping[str, str]
 
     `storage_options` are deltalake/object_store-style (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
     """
-    name, info, table = _load(store_uri, ref, storage_options, "embeddings")
+    _, name, info, table = _load(store_uri, ref, storage_options, "embeddings")
     return Embeddings.from_table(table, name=name, version=info.version, metadata=info.metadata)
 
 
 def open_documents(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Documents:
     """Load a document table (doc_id, chunk, text, vector); `ref` as for open_embeddings."""
-    name, info, table = _load(store_uri, ref, storage_options, "documents")
+    _, name, info, table = _load(store_uri, ref, storage_options, "documents")
     return Documents.from_table(table, name=name, version=info.version, metadata=info.metadata)
 
 
 def open_table(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Embeddings | Documents:
     """Embeddings for a word table, Documents for a document table."""
-    name, info, table = _load(store_uri, ref, storage_options, None)
+    _, name, info, table = _load(store_uri, ref, storage_options, None)
     kind = Documents if "doc_id" in table.column_names else Embeddings
     return kind.from_table(table, name=name, version=info.version, metadata=info.metadata)
 
 
 def _load(store_uri: str, ref: str, storage_options: Mapping[str, str] | None,
-          kind: str | None) -> tuple[str, VersionInfo, pa.Table]:
+          kind: str | None) -> tuple[TableStore, str, VersionInfo, pa.Table]:
+    """The store, the resolved name, the version's commit and its rows (a version's artifacts, such as
+    a subword table, are then `store.fetch_artifact(name, info.version, ...)`)."""
     store = TableStore(store_uri, storage_options)
     name, version = store.resolve(ref)  # pins the version, so metadata and data agree
     info = store.info(name, version)
@@ -256,4 +258,4 @@ def _load(store_uri: str, ref: str, storage_options: Mapping[str, str] | None,
     if kind == "documents" and not is_documents:
         raise StoreError(f"{name}@{version} is a word table (token, id, count, vector); "
                          "open it with open_embeddings() or open_table()")
-    return name, info, table
+    return store, name, info, table

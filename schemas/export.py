@@ -42,8 +42,10 @@ def word2vec_text(tokens: Sequence[str], vectors: np.ndarray) -> bytes:
     space, newline = pa.scalar(" ", pa.large_string()), pa.scalar("\n", pa.large_string())
     lines = pc.binary_join_element_wise(token_array.cast(pa.large_string()), pc.binary_join(rows, space), space)
     file = pa.LargeListArray.from_arrays(pa.array([0, count], pa.int64()), lines)  # one list of the (V,) lines
-    body = pc.binary_join(file, newline)[0].as_py()
-    return f"{count} {dim}\n{body}\n".encode()
+    joined = pc.binary_join(file, newline)  # (1,) large_string: the whole body
+    _, offsets, data = joined.buffers()
+    start, end = np.frombuffer(offsets, dtype=np.int64)[joined.offset: joined.offset + 2]
+    return b"".join([f"{count} {dim}\n".encode(), memoryview(data)[start:end], b"\n"])  # one copy, no str
 
 
 def word2vec_binary(tokens: Sequence[str], vectors: np.ndarray) -> bytes:
