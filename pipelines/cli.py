@@ -1,9 +1,8 @@
 """The `firth` command line.
 
     firth run CONFIG.yaml [--store URI]
-    firth tables list [--json]
-    firth tables show NAME[@VERSION] [--json]
-    firth neighbors NAME[@VERSION] WORD [-k K] [--json]
+    firth tables list | show | versions | promote | rollback | gc | export   (pipelines/tables_cli.py)
+    firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
 
 The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
 ./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables.
@@ -16,6 +15,7 @@ import os
 import sys
 
 from pipelines.config import DEFAULT_STORE, ConfigError, load_config
+from pipelines.tables_cli import add_tables_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,21 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", help="table store URI (overrides the config and $FIRTH_STORE)")
     run.set_defaults(command=_run)
 
-    tables = commands.add_parser("tables", help="list and inspect published tables").add_subparsers(
-        required=True, metavar="ACTION")
-    listing = tables.add_parser("list", help="tables in the store, with their latest version")
-    listing.set_defaults(command=_tables_list)
-    show = tables.add_parser("show", help="metadata and metrics of a version (latest by default)")
-    show.add_argument("ref", metavar="NAME[@VERSION]")
-    show.set_defaults(command=_tables_show)
+    add_tables_commands(commands, _store)
 
     neighbors = commands.add_parser("neighbors", help="cosine nearest neighbours of a word")
-    neighbors.add_argument("ref", metavar="NAME[@VERSION]")
+    neighbors.add_argument("ref", metavar="NAME[@VERSION|@ALIAS|@TIMESTAMP]")
     neighbors.add_argument("word")
     neighbors.add_argument("-k", type=int, default=10)
     neighbors.set_defaults(command=_neighbors)
 
-    for sub in (listing, show, neighbors):
+    for sub in (neighbors,):
         sub.add_argument("--store", help="table store URI (default: $FIRTH_STORE or ./firth-store)")
         sub.add_argument("--config", help="take the store from this config file")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
@@ -89,34 +83,6 @@ def _run(args) -> int:
             print(f"    {problem}")
     firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth
     print(f"next: {firth} neighbors {published.table} WORD --store {published.store}")
-    return 0
-
-
-def _tables_list(args) -> int:
-    store = _store(args)
-    names = store.tables()
-    infos = [store.info(name) for name in names]
-    if args.json:
-        print(json.dumps([{"table": name, "version": info.version, "created_at": str(info.timestamp),
-                           "model": info.metadata.get("model"), "metrics": info.metadata.get("metrics", {})}
-                          for name, info in zip(names, infos)], indent=1))
-        return 0
-    if not names:
-        print(f"no tables in {store.uri}")
-    for name, info in zip(names, infos):
-        metrics = info.metadata.get("metrics", {})
-        summary = "  ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-        print(f"{name}@{info.version}  {info.metadata.get('model', '?')}  vocab={info.metadata.get('vocab_size', '?')}  {summary}")
-    return 0
-
-
-def _tables_show(args) -> int:
-    from schemas.store import parse_ref
-
-    name, version = parse_ref(args.ref)
-    info = _store(args).info(name, version)
-    record = {"table": name, "version": info.version, "timestamp": str(info.timestamp), **info.metadata}
-    print(json.dumps(record, indent=None if args.json else 2, default=str))
     return 0
 
 

@@ -111,6 +111,23 @@ class EvaluationConfig(Section):
     analogy_vocab: int = Field(30_000, ge=1)  # 3CosAdd searches the most frequent N words
 
 
+class GateRuleConfig(Section):
+    """One rule of the promotion gate (schemas/promotion.py): the candidate may be worse than the
+    alias's current holder on `metric` by at most `tolerance` (absolute)."""
+
+    metric: str  # a key of the version's published metrics, e.g. wordsim353_spearman
+    higher_is_better: bool = True
+    tolerance: float = Field(0.0, ge=0)
+
+
+class PromotionConfig(Section):
+    """`firth tables promote` and `gc` (and the nightly job): the quality gate and retention."""
+
+    rules: list[GateRuleConfig] = [GateRuleConfig(metric="wordsim353_spearman", tolerance=0.01),
+                                   GateRuleConfig(metric="analogy_accuracy", tolerance=0.01)]
+    keep_versions: int = Field(10, ge=1)  # gc keeps the newest N versions, plus every aliased one
+
+
 class JobConfig(Section):
     table: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # name of the published table
     corpus: CorpusConfig
@@ -119,6 +136,7 @@ class JobConfig(Section):
     model: ModelConfig = GloveConfig()
     store: StoreConfig = StoreConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
     def lineage(self) -> dict:
         """The config as published with every version: storage options are left out, since they

@@ -1,23 +1,83 @@
 """The light consumer API: load a published embedding table and query it, without the training
 stack (no Dask, Beam, Ray or torch is imported here or by anything this imports).
 
-    emb = open_embeddings("s3://bucket/store", "wiki-glove@3", storage_options)
+    emb = open_embeddings("s3://bucket/store", "wiki-glove@production", storage_options)
     emb.vector("king")                 # (dim,) float32
+    emb.vectors_for(["king", "queen"]) # (2, dim) float32
     emb.neighbors("king", k=5)         # [("queen", 0.78), ...] cosine, the query word excluded
+    emb.to_word2vec("wiki.bin", binary=True); emb.to_parquet("wiki.parquet")
+
+    docs = open_documents("s3://bucket/store", "wiki-minilm@3")
+    docs.search(query_vector, k=5)     # [Hit(doc_id, chunk, text, score), ...] cosine, best first
+
+A reference is NAME, NAME@VERSION, NAME@ALIAS or NAME@TIMESTAMP (schemas/refs.py).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from schemas.store import TableStore, parse_ref
+from schemas import export
+from schemas.store import StoreError, TableStore, VersionInfo
 
 
-class Embeddings:
+class VectorTable:
+    """Rows of float32 vectors with cosine top-k; the base of Embeddings (words) and Documents."""
+
+    vectors: np.ndarray  # (rows, dim) float32
+    name: str
+    version: int | None
+    _unit: np.ndarray | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    @property
+    def unit_vectors(self) -> np.ndarray:
+        """(rows, dim) rows scaled to length 1 (zero rows stay zero), computed once."""
+        if self._unit is None:
+            norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)  # (rows, 1)
+            self._unit = self.vectors / np.where(norms > 0, norms, 1.0).astype(np.float32)
+        return self._unit
+
+    def _top_k(self, query: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the k rows of highest cosine to `query`, best first; ties by row order."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        query = np.asarray(query, dtype=np.float32).reshape(-1)  # (dim,)
+        if query.shape != (self.dim,):
+            raise ValueError(f"query vector has {query.size} values; table {self.ref} has dim {self.dim}")
+        norm = np.linalg.norm(query)
+        if not np.isfinite(norm) or norm == 0:
+            raise ValueError("query vector is zero or not finite; cosine similarity is undefined")
+        scores = self.unit_vectors @ (query / norm)  # (rows,) cosine to every row
+        if exclude is not None:
+            scores[exclude] = -np.inf
+        k = min(k, len(self) - (exclude is not None))
+        if k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        kth = -np.partition(-scores, k - 1)[k - 1]  # the k-th best score
+        top = np.flatnonzero(scores >= kth)  # every row at least that good, ties included
+        top = top[np.lexsort((top, -scores[top]))][:k]  # best first; equal scores by row
+        return top, scores[top]
+
+
+class Embeddings(VectorTable):
     """Tokens and their vectors, row i of `vectors` belonging to `tokens[i]`."""
+
+    ids: np.ndarray | None = None  # (V,) int32 published ids, when loaded from a table
+    counts: np.ndarray | None = None  # (V,) int64 corpus counts, when loaded from a table
 
     def __init__(self, tokens: Sequence[str], vectors: np.ndarray, *, name: str = "embeddings",
                  version: int | None = None, metadata: Mapping[str, Any] | None = None):
@@ -40,18 +100,10 @@ class Embeddings:
         vector = table.column("vector").combine_chunks()
         dim = vector.type.list_size
         vectors = vector.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)  # (V, dim)
-        return cls(table.column("token").to_pylist(), vectors, name=name, version=version, metadata=metadata)
-
-    @property
-    def ref(self) -> str:
-        return self.name if self.version is None else f"{self.name}@{self.version}"
-
-    @property
-    def dim(self) -> int:
-        return self.vectors.shape[1]
-
-    def __len__(self) -> int:
-        return len(self.tokens)
+        embeddings = cls(table.column("token").to_pylist(), vectors, name=name, version=version, metadata=metadata)
+        embeddings.ids = table.column("id").to_numpy()
+        embeddings.counts = table.column("count").to_numpy()
+        return embeddings
 
     def __contains__(self, token: str) -> bool:
         return token in self._token_to_row
@@ -78,53 +130,132 @@ class Embeddings:
             raise KeyError(f"{len(missing)} tokens are not in table {self.ref}: {missing[:10]}")
         return self.vectors[np.asarray(rows, dtype=np.int64)]
 
-    @property
-    def unit_vectors(self) -> np.ndarray:
-        """(V, dim) rows scaled to length 1 (zero rows stay zero), computed once."""
-        if self._unit is None:
-            norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)  # (V, 1)
-            self._unit = self.vectors / np.where(norms > 0, norms, 1.0).astype(np.float32)
-        return self._unit
-
     def neighbors(self, token_or_vector: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]:
         """The k tokens of highest cosine similarity, best first; a token query excludes itself.
 
         Ties are broken by row order (rows are sorted by id, i.e. by frequency), so results are
         deterministic.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        unit = self.unit_vectors
         if isinstance(token_or_vector, str):
             row = self.index(token_or_vector)
-            scores = unit @ unit[row]  # (V,) cosine to every token
-            scores[row] = -np.inf
-            available = len(self) - 1
+            top, scores = self._top_k(self.vectors[row], k, exclude=row)
         else:
-            query = np.asarray(token_or_vector, dtype=np.float32).reshape(-1)  # (dim,)
-            if query.shape != (self.dim,):
-                raise ValueError(f"query vector has {query.size} values; table {self.ref} has dim {self.dim}")
-            norm = np.linalg.norm(query)
-            if not np.isfinite(norm) or norm == 0:
-                raise ValueError("query vector is zero or not finite; cosine similarity is undefined")
-            scores = unit @ (query / norm)  # (V,)
-            available = len(self)
-        k = min(k, available)
-        if k == 0:
-            return []
-        kth = -np.partition(-scores, k - 1)[k - 1]  # the k-th best score
-        top = np.flatnonzero(scores >= kth)  # every row at least that good, ties included
-        top = top[np.lexsort((top, -scores[top]))][:k]  # best first; equal scores by row
-        return [(self.tokens[i], float(scores[i])) for i in top]
+            top, scores = self._top_k(token_or_vector, k)
+        return [(self.tokens[i], float(s)) for i, s in zip(top, scores)]
+
+    def to_table(self) -> pa.Table:
+        """The table in embedding_schema(dim); ids and counts as loaded (row numbers and 0 otherwise)."""
+        ids = self.ids if self.ids is not None else np.arange(len(self), dtype=np.int32)
+        counts = self.counts if self.counts is not None else np.zeros(len(self), dtype=np.int64)
+        return export.word_table(self.tokens, self.vectors, ids, counts)
+
+    def to_word2vec(self, uri: str, *, binary: bool = False, storage_options: Mapping[str, Any] | None = None) -> str:
+        """Write the word2vec text (or binary) format to a local path or URI; return it. gensim loads it
+        with KeyedVectors.load_word2vec_format(uri, binary=binary), vectors bit-identical."""
+        body = (export.word2vec_binary if binary else export.word2vec_text)(self.tokens, self.vectors)
+        export.write_bytes(uri, body, storage_options)
+        return uri
+
+    def to_parquet(self, uri: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
+        """Write one plain Parquet file (token, id, count, vector); return its URI."""
+        export.write_table_parquet(self.to_table(), uri, storage_options)
+        return uri
+
+
+class Hit(NamedTuple):
+    doc_id: str
+    chunk: int
+    text: str | None
+    score: float  # cosine
+
+
+class Documents(VectorTable):
+    """A document table: row i is chunk `chunks[i]` of document `doc_ids[i]`, with its `texts[i]`."""
+
+    def __init__(self, doc_ids: Sequence[str], chunks: Sequence[int], texts: Sequence[str | None],
+                 vectors: np.ndarray, *, name: str = "documents", version: int | None = None,
+                 metadata: Mapping[str, Any] | None = None):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (rows, dim)
+        if vectors.ndim != 2 or not vectors.shape[0] == len(doc_ids) == len(chunks) == len(texts):
+            raise ValueError(f"{name}: vectors have shape {vectors.shape}; expected one row per (doc_id, chunk), "
+                             f"{len(doc_ids)} of them")
+        self.doc_ids, self.texts = list(doc_ids), list(texts)
+        self.chunks = np.asarray(chunks, dtype=np.int32)  # (rows,)
+        self.vectors = vectors
+        self.name, self.version, self.metadata = name, version, dict(metadata or {})
+        self._row = {(d, int(c)): row for row, (d, c) in enumerate(zip(self.doc_ids, self.chunks.tolist()))}
+
+    @classmethod
+    def from_table(cls, table: pa.Table, *, name: str = "documents", version: int | None = None,
+                   metadata: Mapping[str, Any] | None = None) -> "Documents":
+        """From a table in document_embedding_schema(dim) (doc_id, chunk, text, vector)."""
+        vector = table.column("vector").combine_chunks()
+        vectors = vector.flatten().to_numpy(zero_copy_only=False).reshape(-1, vector.type.list_size)  # (rows, dim)
+        return cls(table.column("doc_id").to_pylist(), table.column("chunk").to_numpy(),
+                   table.column("text").to_pylist(), vectors, name=name, version=version, metadata=metadata)
+
+    def __repr__(self) -> str:
+        return f"Documents({self.ref!r}, {len(self)} rows, dim={self.dim})"
+
+    def vector(self, doc_id: str, chunk: int = 0) -> np.ndarray:
+        """(dim,) float32 vector of one chunk of a document."""
+        try:
+            return self.vectors[self._row[(doc_id, int(chunk))]]
+        except KeyError:
+            raise KeyError(f"document {doc_id!r} chunk {chunk} is not in table {self.ref} ({len(self)} rows)") from None
+
+    def search(self, query_vector: np.ndarray, k: int = 10) -> list[Hit]:
+        """The k rows of highest cosine similarity to `query_vector` (dim,), best first."""
+        top, scores = self._top_k(query_vector, k)
+        return [Hit(self.doc_ids[i], int(self.chunks[i]), self.texts[i], float(s)) for i, s in zip(top, scores)]
+
+    def to_table(self) -> pa.Table:
+        from schemas.tables import document_embedding_schema
+
+        return pa.table({"doc_id": self.doc_ids, "chunk": pa.array(self.chunks, pa.int32()), "text": self.texts,
+                         "vector": pa.FixedSizeListArray.from_arrays(pa.array(self.vectors.reshape(-1)), self.dim)},
+                        schema=document_embedding_schema(self.dim))
+
+    def to_parquet(self, uri: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
+        export.write_table_parquet(self.to_table(), uri, storage_options)
+        return uri
 
 
 def open_embeddings(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Embeddings:
-    """Load `ref` ('name' for the latest version, 'name@3' for version 3) from the store at `store_uri`.
+    """Load a word table: `ref` is 'name' (latest), 'name@3', 'name@production' or 'name@2026-11-24T09:00Z'.
 
     `storage_options` are deltalake/object_store-style (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
     """
-    name, version = parse_ref(ref)
-    store = TableStore(store_uri, storage_options)
-    info = store.info(name, version)  # pins the version, so metadata and data agree
-    table = store.read(name, info.version)
+    _, name, info, table = _load(store_uri, ref, storage_options, "embeddings")
     return Embeddings.from_table(table, name=name, version=info.version, metadata=info.metadata)
+
+
+def open_documents(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Documents:
+    """Load a document table (doc_id, chunk, text, vector); `ref` as for open_embeddings."""
+    _, name, info, table = _load(store_uri, ref, storage_options, "documents")
+    return Documents.from_table(table, name=name, version=info.version, metadata=info.metadata)
+
+
+def open_table(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Embeddings | Documents:
+    """Embeddings for a word table, Documents for a document table."""
+    _, name, info, table = _load(store_uri, ref, storage_options, None)
+    kind = Documents if "doc_id" in table.column_names else Embeddings
+    return kind.from_table(table, name=name, version=info.version, metadata=info.metadata)
+
+
+def _load(store_uri: str, ref: str, storage_options: Mapping[str, str] | None,
+          kind: str | None) -> tuple[TableStore, str, VersionInfo, pa.Table]:
+    """The store, the resolved name, the version's commit and its rows (a version's artifacts, such as
+    a subword table, are then `store.fetch_artifact(name, info.version, ...)`)."""
+    store = TableStore(store_uri, storage_options)
+    name, version = store.resolve(ref)  # pins the version, so metadata and data agree
+    info = store.info(name, version)
+    table = store.read(name, version)
+    is_documents = "doc_id" in table.column_names
+    if kind == "embeddings" and is_documents:
+        raise StoreError(f"{name}@{version} is a document table (doc_id, chunk, text, vector); "
+                         "open it with open_documents() or open_table()")
+    if kind == "documents" and not is_documents:
+        raise StoreError(f"{name}@{version} is a word table (token, id, count, vector); "
+                         "open it with open_embeddings() or open_table()")
+    return store, name, info, table

@@ -14,6 +14,10 @@ A table is a word table (schemas.tables.embedding_schema) or a document table
 fastText n-gram matrix, an encoder's model and tokenizer) are its *artifacts*: written under
 `<table>/_artifacts/<publish id>/` before the commit and named in the commit, so they become
 visible with the version and never without it. Delta ignores folders that start with "_".
+
+Beside the data, a table keeps its aliases (`_aliases/`, schemas/aliases.py) and a record of the
+versions whose files `firth tables gc` removed (`_collected.json`, schemas/retention.py). Table
+layout and column types are documented in schemas/README.md.
 """
 from __future__ import annotations
 
@@ -22,39 +26,36 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from schemas import refs
+from schemas.errors import CollectedError, NotFoundError, StoreError
 from schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
-from schemas.tables import EMBEDDING_KEYS, SchemaError, check, embedding_schema, published_schema, table_name
+from schemas.delta_format import CheckedBatches, dim_of, from_delta, validate_embeddings
+from schemas.tables import check, published_schema
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_PATTERN = refs.NAME_PATTERN
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_REF_PATTERN = re.compile(r"^(?P<name>[^@]*)(?:@(?P<version>[^@]*))?$")
 METADATA_KEY = "firth"  # commit custom metadata: the caller's metadata as JSON
 _DIM_KEY, _PUBLISH_ID_KEY, _ARTIFACTS_KEY = "firth.dim", "firth.publish_id", "firth.artifacts"
+_PARENT_KEY = "firth.parent"  # "name@version" this version was trained from (continued training)
+# A whole-table publish that loses a commit race to another publisher is rewritten and committed
+# again (as the next version), this many times at most; a streamed publish cannot be replayed.
+_COMMIT_ATTEMPTS = 4
+_ATTEMPT_KEY = "firth.attempt"
 ARTIFACTS_DIR = "_artifacts"
 # Keep the commit log (and so time travel to every version) for a century instead of Delta's
 # 30-day default, after which a checkpoint would clean old commits away.
 _TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 36500 days"}
-
-
-class StoreError(ValueError):
-    """A store request that cannot be served: bad name or ref, bad table, bad options."""
-
-
-class NotFoundError(StoreError, LookupError):
-    """A table or version that does not exist; the message lists what does."""
 
 
 @dataclass(frozen=True)
@@ -65,26 +66,22 @@ class VersionInfo:
     dim: int | None = None  # None for commits not made by TableStore.publish
     rows: int | None = None
     artifacts: dict[str, str] = field(default_factory=dict)  # artifact name -> path under the table URI
+    parent: str | None = None  # "name@version" it was trained from, when the publisher said so
+    publish_id: str | None = None  # names its artifacts folder, _artifacts/<publish_id>/
 
 
-def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise StoreError(f"bad table name {name!r}: use 1-64 characters of a-z, 0-9, '_' and '-', "
-                         "starting with a letter or digit (e.g. 'wiki-glove-100')")
-    return name
+validate_name = refs.validate_name
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """'name@3' -> ('name', 3); 'name' -> ('name', None) meaning the latest version."""
-    match = _REF_PATTERN.match(ref) if isinstance(ref, str) else None
-    if not match or (match["version"] is not None and not match["version"].isdigit()):
-        raise StoreError(f"bad table reference {ref!r}: expected NAME or NAME@VERSION with VERSION a "
-                         "non-negative integer, e.g. 'wiki-glove' or 'wiki-glove@3'")
-    try:
-        validate_name(match["name"])
-    except StoreError as e:
-        raise StoreError(f"bad table reference {ref!r}: {e}") from None
-    return match["name"], None if match["version"] is None else int(match["version"])
+    """'name@3' -> ('name', 3); 'name' -> ('name', None) meaning the latest version.
+
+    Only plain version refs: `TableStore.resolve` also serves NAME@ALIAS and NAME@TIMESTAMP."""
+    parsed = refs.parse(ref)
+    if parsed.alias is not None or parsed.timestamp is not None:
+        raise StoreError(f"table reference {ref!r} names an alias or a time; resolve it against a store "
+                         "with TableStore(uri).resolve(ref), which returns (name, version)")
+    return parsed.name, parsed.version
 
 
 class TableStore:
@@ -111,13 +108,20 @@ class TableStore:
     # --- writing -------------------------------------------------------------------------------
 
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, metadata: Mapping[str, Any] | None = None,
-                artifacts: Mapping[str, bytes | str | os.PathLike] | None = None) -> int:
+                artifacts: Mapping[str, bytes | str | os.PathLike] | None = None, *,
+                parent: int | str | None = None) -> int:
         """Write `table` (a word or document table) as the next version of `name`; return that version.
 
         A RecordBatchReader is streamed batch by batch (each batch checked as it passes); a bad
         batch or a reader that raises aborts the write before the commit, so no version appears.
         `artifacts` maps a name ("subwords.parquet", "model") to bytes or a local file or folder,
         copied beside the table before the commit (see the module docstring).
+        `parent` (continued training): the version it started from, a version of `name` or any ref
+        ('other@3', 'other@production'); recorded resolved, as 'name@version', in VersionInfo.parent.
+
+        Two publishers at once: Delta's commit is a conditional put, so one of them wins the race.
+        A Table publish that loses is committed again as the next version (both publishes become
+        versions); a RecordBatchReader publish cannot be replayed and raises StoreError instead.
         """
         uri = self.table_uri(name)
         try:
@@ -128,41 +132,65 @@ class TableStore:
         if not isinstance(table, (pa.Table, pa.RecordBatchReader)):
             raise TypeError(f"publish {name!r}: expected a pyarrow Table or RecordBatchReader, "
                             f"got {type(table).__name__}")
-        dim = _dim_of(table.schema, name)
+        dim = dim_of(table.schema, name)
         if isinstance(table, pa.Table):
-            table = _validate_embeddings(check(table, published_schema(table.column_names, dim), name), name)
+            table = validate_embeddings(check(table, published_schema(table.column_names, dim), name), name)
             if table.num_rows == 0:
                 raise StoreError(f"publish {name!r}: the table has no rows; nothing to publish")
-            source = _CheckedBatches(table.to_reader(), name, dim, checked=True)
-        else:
-            source = _CheckedBatches(table, name, dim, checked=False)
         if artifacts is not None and not isinstance(artifacts, Mapping):
             raise TypeError(f"publish {name!r}: artifacts must map names to bytes or local paths")
+        parent_ref = None if parent is None else self._parent_ref(name, parent)
 
         publish_id = uuid.uuid4().hex
         written = self._write_artifacts(name, publish_id, artifacts or {})
         custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), _PUBLISH_ID_KEY: publish_id,
                            _ARTIFACTS_KEY: json.dumps(written, sort_keys=True)}
-        try:
-            write_deltalake(
-                uri, source.reader(), mode="overwrite", storage_options=self.storage_options or None,
-                configuration=_TABLE_CONFIGURATION,
-                commit_properties=CommitProperties(custom_metadata=custom_metadata),
-            )
-        except Exception as e:
-            if source.error is not None:  # our own check failed mid-stream: report it, not Delta's wrapper
-                raise source.error from None
-            version = self._find_publish(name, publish_id)
-            if version is not None:  # e.g. a checkpoint after the commit failed; the version is readable
-                warnings.warn(f"publish {name!r} to {uri}: version {version} was committed, but a step after "
-                              f"the commit failed: {e}", stacklevel=2)
-                return version
-            raise StoreError(f"publish {name!r} to {uri} failed; no new version was committed: {e}") from e
+        if parent_ref is not None:
+            custom_metadata[_PARENT_KEY] = parent_ref
+        attempts = _COMMIT_ATTEMPTS if isinstance(table, pa.Table) else 1
+        for attempt in range(1, attempts + 1):
+            source = (CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
+                      else CheckedBatches(table, name, dim, checked=False))
+            custom_metadata[_ATTEMPT_KEY] = str(attempt)  # > 1: it lost a commit race and was written again
+            try:
+                write_deltalake(
+                    uri, source.reader(), mode="overwrite", storage_options=self.storage_options or None,
+                    configuration=_TABLE_CONFIGURATION,
+                    commit_properties=CommitProperties(custom_metadata=custom_metadata),
+                )
+                break
+            except Exception as e:
+                if source.error is not None:  # our own check failed mid-stream: report it, not Delta's wrapper
+                    raise source.error from None
+                version = self._find_publish(name, publish_id)
+                if version is not None:  # e.g. a checkpoint after the commit failed; the version is readable
+                    warnings.warn(f"publish {name!r} to {uri}: version {version} was committed, but a step "
+                                  f"after the commit failed: {e}", stacklevel=2)
+                    return version
+                if _lost_commit_race(e) and attempt < attempts:
+                    continue  # another publisher committed first: write again on top of its version
+                if _lost_commit_race(e):
+                    raise StoreError(f"publish {name!r} to {uri}: another publisher committed a version at the "
+                                     f"same time, so this one was not committed ({e}); nothing is lost or "
+                                     "half-written - publish again (a pyarrow Table is retried by itself)") from e
+                raise StoreError(f"publish {name!r} to {uri} failed; no new version was committed: {e}") from e
         version = self._find_publish(name, publish_id)
         if version is None:
             raise StoreError(f"publish {name!r}: committed, but the commit is not among the last 32 of "
                              f"{uri}; list the versions to find it")
         return version
+
+    def _parent_ref(self, name: str, parent: int | str) -> str:
+        """`parent` as 'table@version', checked to exist."""
+        if isinstance(parent, bool) or not isinstance(parent, (int, str)):
+            raise StoreError(f"publish {name!r}: parent must be a version number or a table reference, "
+                             f"got {parent!r}")
+        ref = f"{name}@{parent}" if isinstance(parent, int) else parent
+        try:
+            parent_name, version = self.resolve(ref)
+        except NotFoundError as e:
+            raise NotFoundError(f"publish {name!r}: parent {parent!r} does not exist: {e}") from None
+        return f"{parent_name}@{version}"
 
     def _write_artifacts(self, name: str, publish_id: str, artifacts: Mapping[str, Any]) -> dict[str, str]:
         """Copy each artifact to <table>/_artifacts/<publish_id>/<artifact name>; return name -> relative path."""
@@ -211,13 +239,65 @@ class TableStore:
     def _find_publish(self, name: str, publish_id: str) -> int | None:
         """The version whose commit carries `publish_id`, or None."""
         try:
-            history = DeltaTable(self.table_uri(name), storage_options=self.storage_options or None).history(limit=32)
+            latest = DeltaTable(self.table_uri(name), storage_options=self.storage_options or None).version()
         except TableNotFoundError:
             return None
-        for commit in history:  # newest first; others may have published since
-            if commit.get(_PUBLISH_ID_KEY) == publish_id:
+        for commit in reversed(self._commits(name, range(max(0, latest - 31), latest + 1))):  # others may have
+            if commit.get(_PUBLISH_ID_KEY) == publish_id:                                   # published since
                 return int(commit["version"])
         return None
+
+    def _commits(self, name: str, versions: range) -> list[dict]:
+        """The commitInfo of each version, read from its own log file, oldest first.
+
+        Not DeltaTable.history(): it numbers the commits it lists by counting down from the
+        version its snapshot loaded, so a commit landing in between shifts every number (seen
+        with two publishers on S3: a publisher was told its version was 0)."""
+        log = join(self.table_uri(name), "_delta_log")
+        fs, root = filesystem(log, self.storage_options)
+        paths = {version: f"{root}/{version:020d}.json" for version in versions}
+        bodies = fs.cat(list(paths.values()), on_error="omit")  # concurrent GETs on object stores
+        commits = []
+        for version, path in paths.items():
+            body = bodies.get(path)
+            if body is None:
+                continue  # log file cleaned up (log retention is a century, so: not by firth)
+            info = next((json.loads(line)["commitInfo"] for line in body.splitlines() if b'"commitInfo"' in line), {})
+            commits.append({**info, "version": version})
+        return commits
+
+    # --- references ----------------------------------------------------------------------------
+
+    def resolve(self, ref: str | refs.Ref) -> tuple[str, int]:
+        """(name, version) for NAME, NAME@VERSION, NAME@ALIAS or NAME@TIMESTAMP (see schemas/refs.py).
+
+        NAME@TIMESTAMP is the newest version committed at or before that instant."""
+        parsed = refs.parse(ref) if isinstance(ref, str) else ref
+        if parsed.alias is not None and parsed.alias != refs.LATEST:
+            from schemas.aliases import alias_target  # aliases build on the store
+
+            return parsed.name, alias_target(self, parsed.name, parsed.alias)
+        if parsed.timestamp is not None:
+            return parsed.name, self._version_at(parsed.name, parsed.timestamp)
+        return parsed.name, self.info(parsed.name, parsed.version).version
+
+    def _version_at(self, name: str, moment: datetime) -> int:
+        versions = self.versions(name)
+        before = [v for v in versions if v.timestamp <= moment]
+        if not before:
+            raise NotFoundError(f"table {name!r} in store {self.uri} has no version committed at or before "
+                                f"{moment.isoformat()}; the first, version {versions[0].version}, was committed "
+                                f"at {versions[0].timestamp.isoformat()}")
+        return before[-1].version
+
+    def check_readable(self, name: str, version: int) -> None:
+        """Raise NotFoundError (CollectedError after gc) unless version `version` of `name` can be read."""
+        self._open(name, version)
+
+    def files(self, name: str, version: int | None = None) -> list[str]:
+        """URIs of the Parquet data files of a version (latest when None): what DuckDB's
+        read_parquet or any Parquet reader takes. Vectors there are list<float>, not fixed-size."""
+        return list(self._open(name, version).file_uris())
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -233,7 +313,13 @@ class TableStore:
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Every version of `name`, oldest first."""
-        return sorted((_version_info(c) for c in self._open(name).history()), key=lambda v: v.version)
+        return [_version_info(c) for c in self._commits(name, range(self._open(name).version() + 1))]
+
+    def collected(self, name: str) -> dict[int, str]:
+        """Versions of `name` whose data files gc removed -> when (ISO-8601); their metadata stays listed."""
+        from schemas.retention import read_collected
+
+        return read_collected(self, name)
 
     def info(self, name: str, version: int | None = None) -> VersionInfo:
         """The commit of `version` (latest when None)."""
@@ -242,9 +328,8 @@ class TableStore:
         target = latest if version is None else version
         if not isinstance(target, int) or not 0 <= target <= latest:
             raise self._missing_version(name, version)
-        for commit in dt.history(limit=latest - target + 1):  # newest first
-            if int(commit["version"]) == target:
-                return _version_info(commit)
+        for commit in self._commits(name, range(target, target + 1)):
+            return _version_info(commit)
         raise self._missing_version(name, version)
 
     def read(self, name: str, version: int | None = None) -> pa.Table:
@@ -256,7 +341,7 @@ class TableStore:
         # Our own filesystem instead of deltalake's default one: with the default, the process
         # aborted at exit about half the time here ("terminate called without an active exception").
         data = dt.to_pyarrow_table(filesystem=pafs.SubTreeFileSystem(root, fs))
-        return _from_delta(data, ref)
+        return from_delta(data, ref)
 
     def _open(self, name: str, version: int | None = None) -> DeltaTable:
         uri = self.table_uri(name)
@@ -269,6 +354,12 @@ class TableStore:
         if version is not None:
             if not isinstance(version, int) or not 0 <= version <= dt.version():
                 raise self._missing_version(name, version)
+            collected = self.collected(name) if version != dt.version() else {}
+            if version in collected:
+                raise CollectedError(f"table {name!r} in store {self.uri}: version {version} was removed by "
+                                     f"`firth tables gc` at {collected[version]}; its metadata is still listed, "
+                                     "its data is not. Read a kept version (`firth tables versions "
+                                     f"{name}`), or pin versions with an alias before gc to keep them")
             try:
                 dt.load_as_version(version)
             except DeltaError as e:  # e.g. a version whose log was cleaned up
@@ -287,118 +378,9 @@ class TableStore:
         return ", ".join(map(str, numbers))
 
 
-class _CheckedBatches:
-    """Streams batches to Delta, checking each one; remembers the first error (Delta wraps it)."""
-
-    def __init__(self, reader: pa.RecordBatchReader, name: str, dim: int, checked: bool):
-        self.source, self.name, self.dim, self.checked = reader, name, dim, checked
-        self.error: Exception | None = None
-        self.rows = 0
-        self.schema = published_schema(reader.schema.names, dim)
-        self.delta_schema = _delta_schema(self.schema)
-
-    def reader(self) -> pa.RecordBatchReader:
-        return pa.RecordBatchReader.from_batches(self.delta_schema, self._batches())
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            keys = []  # key columns of every batch, for the uniqueness check across batches
-            for batch in self.source:
-                table = pa.Table.from_batches([batch])
-                if not self.checked:
-                    table = _validate_embeddings(check(table, self.schema, self.name), self.name)
-                    keys.append(table.select(EMBEDDING_KEYS[table_name(self.schema)]))
-                self.rows += table.num_rows
-                yield from table.cast(self.delta_schema).to_batches()
-            if not self.checked and keys:  # known only at the end of the stream, still before the commit
-                _check_keys(self.name, pa.concat_tables(keys))
-            if self.rows == 0:
-                raise StoreError(f"publish {self.name!r}: the reader yielded no rows; nothing to publish")
-        except Exception as e:
-            self.error = e
-            raise
-
-
-def _dim_of(schema: pa.Schema, name: str) -> int:
-    if "vector" not in schema.names:
-        raise SchemaError(name, "vector", f"missing field; expected fields {embedding_schema(1).names}")
-    type_ = schema.field("vector").type
-    if not pa.types.is_fixed_size_list(type_):
-        raise SchemaError(name, "vector", f"type {type_}, expected fixed_size_list<float>[dim] "
-                                          "(build it with schemas.tables.embedding_schema(dim))")
-    return type_.list_size
-
-
-def _validate_embeddings(table: pa.Table, name: str) -> pa.Table:
-    """Content rules beyond types: unique keys (tokens and ids; document and chunk), finite vectors."""
-    keys = EMBEDDING_KEYS[table_name(table.schema)]
-    _check_keys(name, table.select(keys))
-    for chunk in table.column("vector").chunks:
-        values = chunk.flatten().to_numpy()  # (rows * dim,) float32, zero-copy
-        if not np.isfinite(values).all():
-            rows = np.flatnonzero(~np.isfinite(values.reshape(len(chunk), -1)).all(axis=1))
-            bad = pc.take(table.column(keys[0]), pa.array(rows[:5])).to_pylist()
-            raise SchemaError(name, "vector", f"{len(rows)} rows have NaN or infinite values (tokens {bad}...); "
-                                              "the training diverged - lower the learning rate")
-    return table
-
-
-def _check_keys(name: str, keys: pa.Table) -> None:
-    """Word tables: tokens unique and ids unique. Document tables: (doc_id, chunk) pairs unique."""
-    if keys.column_names == ["doc_id", "chunk"]:
-        pairs = keys.group_by(["doc_id", "chunk"]).aggregate([([], "count_all")])
-        if pairs.num_rows != keys.num_rows:
-            dup = pairs.filter(pc.greater(pairs["count_all"], 1)).select(["doc_id", "chunk"]).to_pylist()
-            raise SchemaError(name, "doc_id", f"duplicate (doc_id, chunk) rows {dup[:5]} ({len(dup)} in all); "
-                                              "each must appear once")
-        return
-    for field_name in keys.column_names:
-        _check_unique(name, field_name, keys.column(field_name))
-
-
-def _check_unique(name: str, field_name: str, column: pa.ChunkedArray) -> None:
-    if pc.count_distinct(column).as_py() != len(column):
-        counts = pc.value_counts(column)
-        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
-        raise SchemaError(name, field_name, f"duplicate values {dup[:5]} ({len(dup)} in all); each must appear once")
-
-
-def _delta_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema as stored in Delta: vector as list<float32> (Delta has no fixed-size list)."""
-    vector = schema.field("vector")
-    return schema.set(schema.get_field_index("vector"),
-                      vector.with_type(pa.list_(vector.type.value_field))).remove_metadata()
-
-
-def _from_delta(data: pa.Table, ref: str) -> pa.Table:
-    """Delta's list<float32> vectors back to fixed_size_list<float32>[dim], checked; rows sorted by id."""
-    if "vector" not in data.column_names:
-        raise SchemaError(ref, "vector", f"missing field; the stored table has {data.column_names}")
-    vectors = data.column("vector")
-    if vectors.null_count:
-        raise SchemaError(ref, "vector", f"{vectors.null_count} null vectors")
-    if not pa.types.is_list(vectors.type):
-        raise SchemaError(ref, "vector", f"stored type {vectors.type}, expected list<float>")
-    lengths = pc.list_value_length(vectors).to_numpy()  # (rows,)
-    if len(lengths) == 0:
-        raise SchemaError(ref, "vector", "the stored table has no rows")
-    dim = int(lengths[0])
-    if dim < 1 or (lengths != dim).any():
-        bad = int(np.flatnonzero(lengths != dim)[0]) if dim >= 1 else 0
-        raise SchemaError(ref, "vector", f"row {bad} has {lengths[bad]} values, row 0 has {dim}; "
-                                         "all vectors must have the same length")
-    fixed_type = pa.list_(pa.field("item", vectors.type.value_type), dim)  # check() sets nullability
-    fixed = pa.chunked_array([pa.FixedSizeListArray.from_arrays(c.flatten(), type=fixed_type) for c in vectors.chunks],
-                             fixed_type)
-    data = data.set_column(data.column_names.index("vector"), "vector", fixed)
-    table = check(data, published_schema(data.column_names, dim), ref)
-    # Delta returns files in no promised order: words by id, documents by (doc_id, chunk)
-    if "id" in table.column_names:
-        ids = table.column("id").to_numpy()
-        if len(ids) > 1 and (ids[1:] < ids[:-1]).any():
-            table = table.take(pa.array(np.argsort(ids, kind="stable")))
-        return table
-    return table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
+def _lost_commit_race(error: Exception) -> bool:
+    """Delta refused the commit because another writer committed first (or created the table first)."""
+    return isinstance(error, CommitFailedError) or "already exists" in str(error).lower()
 
 
 def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
@@ -408,4 +390,4 @@ def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
     rows = (commit.get("operationMetrics") or {}).get("num_added_rows")
     artifacts = json.loads(commit[_ARTIFACTS_KEY]) if _ARTIFACTS_KEY in commit else {}
     return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows),
-                       artifacts)
+                       artifacts, commit.get(_PARENT_KEY), commit.get(_PUBLISH_ID_KEY))

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pytest
+from tables_fixtures import local_store, s3_store, vectors_of  # noqa: F401
 
 from schemas.store import NotFoundError, StoreError, TableStore, parse_ref
 from schemas.tables import SchemaError, check, embedding_schema
@@ -25,22 +26,6 @@ def embeddings(tokens: list[str], vectors: np.ndarray, ids: list[int] | None = N
 def random_embeddings(n: int, dim: int, seed: int) -> tuple[pa.Table, np.ndarray]:
     vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return embeddings([f"w{i}" for i in range(n)], vectors), vectors
-
-
-def vectors_of(table: pa.Table) -> np.ndarray:
-    column = table.column("vector").combine_chunks()
-    return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
-
-
-@pytest.fixture
-def local_store(tmp_path) -> TableStore:
-    return TableStore(str(tmp_path / "store"))
-
-
-@pytest.fixture
-def s3_store(s3_bucket) -> TableStore:
-    bucket, _, delta_options = s3_bucket
-    return TableStore(f"s3://{bucket}/stores/main", delta_options)
 
 
 @pytest.mark.parametrize("store_fixture", ["local_store", "s3_store"])
@@ -145,7 +130,8 @@ def test_read_returns_rows_by_id(local_store):
     assert vectors_of(back).tolist() == [[1, 1], [2, 2], [3, 3]]
 
 
-@pytest.mark.parametrize("name", ["", "Wiki", "../x", "a/b", "_x", "-x", "a" * 65, "a@1", "a b", "é"])
+@pytest.mark.parametrize("name", ["", "Wiki", "../x", "..", ".", "a/b", "a\\b", "/abs", "_x", "_aliases", "-x",
+                                  "a" * 65, "a@1", "a b", "é", "a\n", "a.b"])
 def test_bad_table_names_are_rejected(local_store, name):
     table, _ = random_embeddings(2, 2, seed=0)
     with pytest.raises(StoreError, match="bad table name"):
@@ -163,11 +149,47 @@ def test_parse_ref():
     assert parse_ref("wiki-glove") == ("wiki-glove", None)
     assert parse_ref("wiki-glove@3") == ("wiki-glove", 3)
     assert parse_ref("t@0") == ("t", 0)
-    for bad in ["t@", "t@x", "t@-1", "t@1@2", "t@1.5", "@3"]:
+    for bad in ["t@", "t@X", "t@-1", "t@1@2", "t@1.5", "@3"]:
         with pytest.raises(StoreError, match="bad table reference"):
             parse_ref(bad)
     with pytest.raises(StoreError, match="bad table reference 'Big@2': bad table name 'Big'"):
         parse_ref("Big@2")
+    # aliases and times need a store to resolve against
+    with pytest.raises(StoreError, match=r"'t@production' names an alias or a time; .*TableStore\(uri\).resolve"):
+        parse_ref("t@production")
+
+
+@pytest.mark.parametrize("name", ["tables", "latest"])
+def test_reserved_table_names_are_rejected(local_store, name):
+    with pytest.raises(StoreError, match=f"bad table name '{name}': reserved"):
+        local_store.publish(name, random_embeddings(2, 2, seed=0)[0])
+
+
+def test_parent_is_recorded_resolved_and_must_exist(local_store):
+    table, _ = random_embeddings(3, 2, seed=0)
+    local_store.publish("base", table)
+    local_store.publish("base", table)
+    local_store.publish("t", table)
+    assert local_store.publish("t", table, parent=0) == 1
+    assert local_store.publish("t", table, parent="base") == 2  # a ref: the latest version of another table
+    assert [v.parent for v in local_store.versions("t")] == [None, "t@0", "base@1"]
+    with pytest.raises(NotFoundError, match=r"publish 't': parent 7 does not exist: .*has no version 7"):
+        local_store.publish("t", table, parent=7)
+    assert [v.version for v in local_store.versions("t")] == [0, 1, 2]
+
+
+def test_files_lists_exactly_one_versions_parquet_files(local_store):
+    import pyarrow.parquet as pq
+
+    first, first_vectors = random_embeddings(5, 3, seed=1)
+    local_store.publish("t", first)
+    local_store.publish("t", random_embeddings(6, 3, seed=2)[0])
+    files = local_store.files("t", 0)
+    assert len(files) == 1 and files[0].endswith(".parquet")
+    data = pq.read_table(files[0])
+    assert data.column("token").to_pylist() == [f"w{i}" for i in range(5)]
+    assert data.schema.field("vector").type == pa.list_(pa.field("item", pa.float32(), nullable=False))  # Delta: list<float>
+    assert local_store.files("t") != files
 
 
 def test_missing_table_and_version_errors_list_what_exists(local_store):

@@ -1,0 +1,167 @@
+"""Named aliases of a table's versions (`production`, `staging`, any name), moved atomically.
+
+Each alias is one small JSON object, `<table>/_aliases/<alias>.json`, replaced whole on every move
+by one atomic write (schemas.fs.open_atomic: a local temp file renamed over it; on S3 a single
+PUT). A reader therefore sees the old record or the new one, never a missing or partial one.
+
+The record carries the alias's history, an append-only list of moves:
+
+    {"table": "wiki", "alias": "production", "version": 4,
+     "history": [{"version": 2, "action": "promote", "at": "...", "from": null, "forced": false, "note": ""},
+                 {"version": 4, "action": "promote", "at": "...", "from": 2, ...}]}
+
+`promote` (and `set`) push a target, `rollback` pops one: replaying the history gives the
+*rollback stack*, whose top is the current target and whose lower entries are where successive
+rollbacks go. Retention keeps every version on some alias's stack (schemas/retention.py).
+
+`latest` is automatic: it is the newest version and is never stored. Two operators moving the
+same alias at the same instant: the last write wins and both records are whole; the store does
+not serialise alias moves (promotion is an operator's or the nightly job's act, one at a time).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Literal
+
+from schemas import refs
+from schemas.errors import NotFoundError, StoreError
+from schemas.fs import filesystem, join, open_atomic
+
+if TYPE_CHECKING:
+    from schemas.store import TableStore
+
+ALIASES_DIR = "_aliases"
+Action = Literal["set", "promote", "rollback"]
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    version: int
+    action: Action
+    at: str  # ISO-8601 UTC
+    previous: int | None = None  # the target before this move
+    forced: bool = False  # promoted past a failing quality gate
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "action": self.action, "at": self.at, "from": self.previous,
+                "forced": self.forced, "note": self.note}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AliasMove":
+        return cls(int(data["version"]), data["action"], data["at"], data.get("from"), bool(data.get("forced")),
+                   data.get("note", ""))
+
+
+@dataclass(frozen=True)
+class Alias:
+    table: str
+    name: str
+    version: int  # current target
+    history: tuple[AliasMove, ...] = field(default_factory=tuple)
+
+    @property
+    def stack(self) -> list[int]:
+        """Rollback stack, bottom first: the last entry is the current target."""
+        return rollback_stack(self.history)
+
+    def to_json(self) -> dict:
+        return {"table": self.table, "alias": self.name, "version": self.version,
+                "history": [move.to_json() for move in self.history]}
+
+
+def rollback_stack(history: tuple[AliasMove, ...] | list[AliasMove]) -> list[int]:
+    stack: list[int] = []
+    for move in history:
+        if move.action == "rollback":
+            stack.pop()
+        else:
+            stack.append(move.version)
+    return stack
+
+
+def alias_uri(store: "TableStore", table: str, alias: str) -> str:
+    return join(store.table_uri(table), ALIASES_DIR, f"{refs.validate_alias(alias, movable=False)}.json")
+
+
+def read_alias(store: "TableStore", table: str, alias: str) -> Alias | None:
+    """The alias record, or None when the alias was never set."""
+    fs, path = filesystem(alias_uri(store, table, alias), store.storage_options)
+    try:
+        data = json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+    history = tuple(AliasMove.from_json(m) for m in data.get("history", []))
+    return Alias(table, alias, int(data["version"]), history)
+
+
+def list_aliases(store: "TableStore", table: str) -> dict[str, Alias]:
+    """Every stored alias of `table` by name (not `latest`, which is not stored)."""
+    fs, folder = filesystem(join(store.table_uri(table), ALIASES_DIR), store.storage_options)
+    fs.invalidate_cache(folder)  # an alias made by another process since the last listing
+    try:
+        entries = fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        return {}
+    names = sorted(e.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json") for e in entries if e.endswith(".json"))
+    found = {name: read_alias(store, table, name) for name in names if refs.ALIAS_PATTERN.match(name)}
+    return {name: alias for name, alias in found.items() if alias is not None}
+
+
+def alias_target(store: "TableStore", table: str, alias: str) -> int:
+    """The version `table@alias` points to; NotFoundError listing the table's aliases."""
+    if alias == refs.LATEST:
+        return store.info(table).version
+    record = read_alias(store, table, alias)
+    if record is None:
+        store.info(table)  # a missing table is reported as such
+        existing = sorted(list_aliases(store, table)) + [refs.LATEST]
+        raise NotFoundError(f"table {table!r} in store {store.uri} has no alias {alias!r}; aliases: "
+                            f"{', '.join(existing)}. Set it with `firth tables promote {table}@VERSION "
+                            f"--alias {alias}`")
+    return record.version
+
+
+def move_alias(store: "TableStore", table: str, alias: str, version: int, *, action: Action = "set",
+               forced: bool = False, note: str = "") -> Alias:
+    """Point `alias` at `version` (which must exist and be readable) in one atomic write."""
+    refs.validate_alias(alias)
+    if action == "rollback":
+        raise StoreError("use rollback_alias() to roll an alias back")
+    store.check_readable(table, version)
+    current = read_alias(store, table, alias)
+    history = current.history if current else ()
+    move = AliasMove(version, action, _now(), None if current is None else current.version, forced, note)
+    record = Alias(table, alias, version, (*history, move))
+    _write(store, record)
+    return record
+
+
+def rollback_alias(store: "TableStore", table: str, alias: str, note: str = "") -> Alias:
+    """Move `alias` back to the target it had before its last promotion (one step down its stack)."""
+    refs.validate_alias(alias)
+    current = read_alias(store, table, alias)
+    if current is None:
+        alias_target(store, table, alias)  # raises NotFoundError naming the aliases that exist
+    stack = current.stack
+    if len(stack) < 2:
+        raise StoreError(f"{table}@{alias} has no earlier target to roll back to (history: "
+                         f"{[m.version for m in current.history]}); promote a version instead")
+    target = stack[-2]
+    store.check_readable(table, target)
+    move = AliasMove(target, "rollback", _now(), current.version, False, note)
+    record = Alias(table, alias, target, (*current.history, move))
+    _write(store, record)
+    return record
+
+
+def _write(store: "TableStore", record: Alias) -> None:
+    body = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
+    with open_atomic(alias_uri(store, record.table, record.name), store.storage_options) as f:
+        f.write(body)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
