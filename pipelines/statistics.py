@@ -171,7 +171,7 @@ def _encode_from_source(shard: Shard, config: JobConfig, location: Location, ind
             local = kernels.Cooc(global_to_local[piece.i], global_to_local[piece.j], piece.units, piece.scale)
             runfiles.write_run(local, join(entry, "cooc", f"run-{next(local_runs):06d}.parquet"), opts)
     counter = kernels.CooccurrenceCounter(stats.window, stats.weighting, vocab_size=len(vocabulary_tokens),
-                                          memory_bytes=stats.memory_mb << 20, spill=spill, n_buckets=stats.n_buckets)
+                                          memory_bytes=stats.memory_bytes, spill=spill, n_buckets=stats.n_buckets)
     token_tables, tfidf_tables, local_tf = [], [], []
     n_docs = 0  # documents before this batch
     for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri)):
@@ -233,7 +233,7 @@ class _RunSink:
         self.scale, _ = kernels.weight_units(stats.window, stats.weighting)
         self.shift = bucketing.key_shift(vocab_size)
         # directed entries re-bucketed at once when replaying a cache entry: a quarter of the budget
-        self.chunk_rows = max(1024, (stats.memory_mb << 20) // 4 // (bucketing.BYTES_PER_UNDIRECTED_ENTRY // 2))
+        self.chunk_rows = max(1024, (stats.memory_bytes) // 4 // (bucketing.BYTES_PER_UNDIRECTED_ENTRY // 2))
         self._written = 0
 
     def write(self, bucket: int, piece: kernels.Cooc) -> None:
@@ -253,7 +253,7 @@ def merge_bucket(bucket: int, config: JobConfig, location: Location) -> int:
             writer.write_table(_cooc_table(kernels.Cooc((keys >> 32).astype(np.int32),
                                                         (keys & 0xFFFFFFFF).astype(np.int32), units, scale)))
         return runfiles.merge_run_files(runs, write, location("_partial", f"merge-{bucket:05d}"), opts,
-                                        stats.memory_mb << 20, stats.merge_fan_in)
+                                        stats.memory_bytes, stats.merge_fan_in)
 
 
 def _tokens_table(doc_ids: pa.Array, offsets: np.ndarray, ids: np.ndarray) -> pa.Table:
