@@ -20,6 +20,7 @@ Outputs, under the statistics URI (schemas in schemas/tables.py):
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -164,7 +165,7 @@ def _encode_from_source(shard: Shard, config: JobConfig, location: Location, ind
     spill = runs.write
     if cache_entry:
         entry, global_to_local = cache_entry
-        local_runs = iter(range(1 << 62))
+        local_runs = itertools.count()
 
         def spill(bucket: int, piece: kernels.Cooc) -> None:
             runs.write(bucket, piece)

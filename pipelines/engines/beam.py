@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from pipelines.config import StatisticsConfig
 from schemas.fs import filesystem, join, open_atomic
 
+_LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner")  # workers on this machine: a local results folder works
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # holds the `pipelines` package
 
 
@@ -40,6 +41,10 @@ class BeamEngine:
         import apache_beam  # noqa: F401  (fail here, not inside the first map, if Beam is missing)
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
         temp = self.config.beam.options.get("temp_location")
+        if not temp and self.config.beam.runner not in _LOCAL_RUNNERS:
+            raise ValueError(f"statistics.beam.options.temp_location: required with runner "
+                             f"{self.config.beam.runner!r}: its workers write each step's results there; give a "
+                             "URI that the workers and this machine can both reach (s3://..., gs://...)")
         if temp:
             self._results_root = join(temp, f"firth-{uuid.uuid4().hex[:12]}")
         else:
