@@ -67,6 +67,7 @@ class ShardCache:
 
     def __init__(self, root_uri: str, storage_options: dict, shard: Shard, config: JobConfig):
         self.key = shard_key(shard, config)
+        self.shard_uri = shard.uri  # the same content may have been cached under another folder
         self.uri = join(root_uri, self.key)
         self.storage_options = storage_options
 
@@ -78,7 +79,7 @@ class ShardCache:
         words = tables.read_parquet(join(self.uri, "words.parquet"), WORDS, self.storage_options)
         counts = kernels.WordCounts(words["word"].combine_chunks(), words["count"].to_numpy(),
                                     words["doc_count"].to_numpy(), report.pop("n_docs"))
-        return counts, ShardReport(**report)
+        return counts, ShardReport(**{**report, "uri": self.shard_uri})
 
     def store_words(self, counts: kernels.WordCounts, report: ShardReport) -> None:
         tables.write_parquet(pa.table({"word": counts.words, "count": counts.counts, "doc_count": counts.doc_counts}),

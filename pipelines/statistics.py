@@ -34,7 +34,7 @@ from pipelines.kernels import bucketing
 from pipelines.config import JobConfig
 from pipelines.corpus import Shard, ShardReport, iter_documents
 from pipelines import shard_cache
-from pipelines.shard_cache import ShardCache, prune, vocabulary_key
+from pipelines.shard_cache import ShardCache, prune, shard_key, vocabulary_key
 from pipelines.engines import Engine
 from pipelines.tokenize import Tokenizer
 from schemas import tables
@@ -97,7 +97,7 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
         fs.rm(partials, recursive=True)
     if stats.cache:  # keep exactly the entries this run used
         prune(location("cache"), location.storage_options,
-              {ShardCache(location("cache"), {}, s, config).key: key for s, (_, key) in zip(shards, encoded)})
+              {shard_key(s, config): key for s, (_, key) in zip(shards, encoded)})
 
     sources = [{"counted": "cache" if reused_counts else "source", "encoded": "cache" if reused_encoding else "source"}
                for (_, _, reused_counts), (reused_encoding, _) in zip(counted, encoded)]
