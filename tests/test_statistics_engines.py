@@ -3,6 +3,7 @@ the same tables from the same kernels."""
 import json
 
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 
 from tests.statistics_helpers import SAMPLE, assert_same_tables, run_statistics
@@ -24,3 +25,23 @@ def test_beam_and_dask_write_identical_tables_on_the_sample_corpus(tmp_path):
     assert tfidf.num_rows > 0 and str(tfidf["tfidf"].type) == "float"
     manifest = json.loads((beam_root / "manifest.json").read_text())
     assert manifest["vocab_size"] == vocabulary.num_rows and len(manifest["processed_shards"]) == 8
+
+
+def test_beam_runner_and_options_pass_through_from_config():
+    from pipelines.config import StatisticsConfig
+    from pipelines.engines.beam import BeamEngine
+
+    local = BeamEngine(StatisticsConfig(engine="beam", n_workers=3, beam={"options": {"job_name": "nightly"}}))
+    options = local._options().get_all_options(drop_default=True)
+    assert options["direct_num_workers"] == 3 and options["direct_running_mode"] == "multi_processing"
+    assert options["job_name"] == "nightly"
+    assert type(local._runner()).__name__ == "FnApiRunner"
+
+    flink = BeamEngine(StatisticsConfig(engine="beam", beam={
+        "runner": "FlinkRunner", "options": {"flink_master": "localhost:8081", "temp_location": "s3://b/tmp"}}))
+    assert flink._runner() == "FlinkRunner"  # Beam resolves the name
+    options = flink._options().get_all_options(drop_default=True)
+    assert options["flink_master"] == "localhost:8081" and "direct_num_workers" not in options
+
+    with pytest.raises(ValueError, match="statistics.beam.options.temp_location: required with runner 'DataflowRunner'"):
+        BeamEngine(StatisticsConfig(engine="beam", beam={"runner": "DataflowRunner"})).__enter__()
