@@ -227,6 +227,61 @@ def tfidf_against_sklearn(shard_glob: str) -> dict:
             "firth_seconds": firth_seconds, "ratio": sklearn_seconds / firth_seconds}
 
 
+def budget_probe(ids_path: str, vocab_size: int, memory_mb: float, fan_in: int, work: str) -> dict:
+    """In a fresh process: count the co-occurrences of a saved id stream within `memory_mb`, spilling run
+    files, then merge every bucket; RSS before (ids loaded) and the process's peak after each phase."""
+    from pipelines import runfiles
+    data = np.load(ids_path)
+    ids, offsets = data["ids"], data["offsets"]
+    warm = kernels.CooccurrenceCounter(10, "harmonic", 8, 1 << 16, spill=lambda b, p: None, n_buckets=2)
+    warm.add(np.arange(8, dtype=np.int32), np.array([0, 8]))
+    warm.finish()
+    before = _rss_mb()
+    n_runs = [0]
+
+    def spill(bucket, piece):
+        runfiles.write_run(piece, f"{work}/bucket-{bucket:02d}/run-{n_runs[0]:06d}.parquet", {})
+        n_runs[0] += 1
+    counter = kernels.CooccurrenceCounter(10, "harmonic", vocab_size, int(memory_mb * 2**20), spill=spill,
+                                          n_buckets=16)
+    for first in range(0, len(offsets) - 1, 4096):
+        last = min(first + 4096, len(offsets) - 1)
+        counter.add(ids[offsets[first]:offsets[last]], offsets[first:last + 1] - offsets[first])
+    counter.finish()
+    after_count = _peak_mb()
+    entries = sum(runfiles.merge_run_files(runfiles.list_runs(f"{work}/bucket-{b:02d}", {}), lambda k, u: None,
+                                           f"{work}/merge-{b:02d}", {}, int(memory_mb * 2**20), fan_in)
+                  for b in range(16))
+    return {"memory_mb": memory_mb, "rss_before_mb": before, "peak_count_mb": after_count,
+            "peak_merge_mb": _peak_mb(), "runs": n_runs[0], "entries": entries}
+
+
+def budget_scan(shard_glob: str, budgets: list[float]) -> list[dict]:
+    """Peak memory of co-occurrence counting and merging over 4 shards (all words: min_count 1) per budget."""
+    import multiprocessing
+    from benchmarks import statistics_bench as steps
+
+    config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [shard_glob]}})
+    tokenize = Tokenizer(config.tokenizer)
+    batches = [tokenize(batch.texts) for shard in list_shards(config.corpus)[:4]
+               for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri))]
+    vocabulary = kernels.build_vocabulary(kernels.merge_word_counts([kernels.count_words(*b) for b in batches]), 1, None)
+    ids = np.concatenate([kernels.encode(t, vocabulary["token"].combine_chunks()) for t, _ in batches])
+    offsets = np.concatenate([[0]] + [o[1:] + base for (_, o), base in
+                                      zip(batches, np.cumsum([0] + [o[-1] for _, o in batches[:-1]]))])
+    results = []
+    with tempfile.TemporaryDirectory(prefix="firth-budget-") as work:
+        np.savez(f"{work}/ids.npz", ids=ids, offsets=offsets)
+        for budget in budgets:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh process: a clean ru_maxrss
+                result = pool.apply(steps.budget_probe, (f"{work}/ids.npz", vocabulary.num_rows, budget, 64,
+                                                         f"{work}/runs-{budget}"))
+            result["tokens"], result["vocab_size"] = len(ids), vocabulary.num_rows
+            results.append(result)
+            print(json.dumps({"budget": result}), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", help="folder of *.jsonl.gz shards")
@@ -234,7 +289,12 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--memory-mb", type=float, default=128)
     parser.add_argument("--glove", default="/tmp/glove", help="folder with a compiled cooccur, corpus.txt, vocab.txt")
+    parser.add_argument("--budget-scan", nargs="*", type=float, metavar="MB",
+                        help="only measure co-occurrence peak memory at these budgets (default 16 64 256)")
     args = parser.parse_args()
+    if args.budget_scan is not None:
+        budget_scan(str(Path(args.corpus) / "*.jsonl.gz"), args.budget_scan or [16, 64, 256])
+        return
     shard_glob = str(Path(args.corpus) / "*.jsonl.gz")
     if not glob.glob(shard_glob):
         parser.error(f"{shard_glob}: no shards; build them with ../shared/bench/make-corpus.sh")
