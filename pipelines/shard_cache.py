@@ -22,7 +22,10 @@ reuses every other shard entirely. A new shard that lifts a word over min_count 
 out of a max_vocab_size cut) re-encodes exactly the shards containing that word, from source.
 A changed shard has a new fingerprint, hence a new key; entries of shards no longer in the
 corpus are pruned after a run. The file name is in the key because default document ids
-("<file name>:<line>") are derived from it.
+("<file name>:<line>") are derived from it. An entry is used only once its `complete` marker is
+written; an unfinished one is cleared before it is filled again. Limitation: two shards of one
+corpus with the same name and content (in different folders) share an entry and would fill it
+concurrently in one run.
 """
 from __future__ import annotations
 
@@ -92,6 +95,11 @@ class ShardCache:
 
     def has_encoded(self, vocab_key: str) -> bool:
         return self._exists(join(self.encoded_uri(vocab_key), "complete"))
+
+    def clear_encoded(self, vocab_key: str) -> None:
+        fs, path = filesystem(self.encoded_uri(vocab_key), self.storage_options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
 
     def mark_encoded(self, vocab_key: str) -> None:
         self._write(join(self.encoded_uri(vocab_key), "complete"), "")

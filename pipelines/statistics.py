@@ -149,6 +149,7 @@ def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: 
     if cache.has_encoded(vocab_key):
         _encode_from_cache(entry, location, index, local_to_global, idf, runs)
         return True, vocab_key
+    cache.clear_encoded(vocab_key)  # an unfinished entry (a crashed run, another memory_mb) may hold stale runs
     global_to_local = np.full(len(vocabulary_tokens), -1, np.int32)  # (V,)
     in_shard = np.flatnonzero(local_to_global >= 0)
     global_to_local[local_to_global[in_shard]] = in_shard
