@@ -113,7 +113,8 @@ def tfidf_shard(index: int, location: Location, idf: np.ndarray) -> dict:
     return {"pid": os.getpid(), "peak_mb": _peak_mb()}
 
 
-def run_engine(engine_name: str, workers: int, shard_glob: str, memory_mb: float, work: Path) -> dict:
+def run_engine(engine_name: str, workers: int, shard_glob: str, memory_mb: float, work: Path,
+               whole_job: bool = True) -> dict:
     from benchmarks import statistics_bench as steps  # by module name, so that workers can import them
 
     config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [shard_glob]}, "statistics": {
@@ -154,10 +155,11 @@ def run_engine(engine_name: str, workers: int, shard_glob: str, memory_mb: float
         result["peak_mb"]["co-occurrence"] = max(result["peak_mb"]["co-occurrence count"],
                                                  result["peak_mb"]["co-occurrence merge"])
         timed("TF-IDF", partial(steps.tfidf_shard, location=location, idf=idf), indices)
-        start = time.perf_counter()
-        summary = compute_statistics(shards, config, engine, Location(str(work / f"{engine_name}-{workers}-job"), {}))
-        result["seconds"]["whole job"] = time.perf_counter() - start
-    result["tokens"] = summary.n_tokens
+        if whole_job:
+            start = time.perf_counter()
+            compute_statistics(shards, config, engine, Location(str(work / f"{engine_name}-{workers}-job"), {}))
+            result["seconds"]["whole job"] = time.perf_counter() - start
+    result["tokens"] = int(word_counts.counts.sum())
     return result
 
 
@@ -291,6 +293,8 @@ def main() -> None:
     parser.add_argument("--glove", default="/tmp/glove", help="folder with a compiled cooccur, corpus.txt, vocab.txt")
     parser.add_argument("--budget-scan", nargs="*", type=float, metavar="MB",
                         help="only measure co-occurrence peak memory at these budgets (default 16 64 256)")
+    parser.add_argument("--skip-peers", action="store_true", help="leave out the cooccur and scikit-learn runs")
+    parser.add_argument("--skip-job", action="store_true", help="leave out the whole-job run per engine")
     args = parser.parse_args()
     if args.budget_scan is not None:
         budget_scan(str(Path(args.corpus) / "*.jsonl.gz"), args.budget_scan or [16, 64, 256])
@@ -299,16 +303,17 @@ def main() -> None:
     if not glob.glob(shard_glob):
         parser.error(f"{shard_glob}: no shards; build them with ../shared/bench/make-corpus.sh")
     report = {"load_average_at_start": os.getloadavg(), "memory_mb": args.memory_mb}
-    if (Path(args.glove) / "cooccur").exists():
+    if (Path(args.glove) / "cooccur").exists() and not args.skip_peers:
         report["cooccur"] = glove_cooccur_same_run(Path(args.glove), args.memory_mb)
         print(json.dumps({"cooccur": report["cooccur"]}), flush=True)
-    report["tfidf"] = tfidf_against_sklearn(shard_glob)
-    print(json.dumps({"tfidf": report["tfidf"]}), flush=True)
+    if not args.skip_peers:
+        report["tfidf"] = tfidf_against_sklearn(shard_glob)
+        print(json.dumps({"tfidf": report["tfidf"]}), flush=True)
     report["engines"] = []
     with tempfile.TemporaryDirectory(prefix="firth-statistics-bench-") as work:
         for engine_name in args.engines:
             for workers in args.workers:
-                result = run_engine(engine_name, workers, shard_glob, args.memory_mb, Path(work))
+                result = run_engine(engine_name, workers, shard_glob, args.memory_mb, Path(work), not args.skip_job)
                 report["engines"].append(result)
                 print(json.dumps(result), flush=True)
     report["load_average_at_end"] = os.getloadavg()
@@ -327,6 +332,8 @@ def print_table(report: dict) -> None:
         two = rows.get((engine_name, 2))
         for name in ["vocabulary count", "encode / tokens", "co-occurrence count", "co-occurrence merge",
                      "co-occurrence", "TF-IDF", "whole job"]:
+            if name not in r["seconds"]:
+                continue
             one_rate = r["tokens"] / r["seconds"][name] / 1e6
             two_rate = two["tokens"] / two["seconds"][name] / 2 / 1e6 if two else float("nan")
             speedup = r["seconds"][name] / two["seconds"][name] if two else float("nan")
@@ -340,9 +347,10 @@ def print_table(report: dict) -> None:
         print(f"\nco-occurrence, window 10, one thread, {c['tokens']} tokens of corpus.txt: GloVe cooccur "
               f"{c['cooccur_tokens_per_s'] / 1e6:.2f} M tokens/s, firth {c['firth_tokens_per_s'] / 1e6:.2f} M tokens/s "
               f"({c['ratio']:.2f}×)")
-    t = report["tfidf"]
-    print(f"TF-IDF, {t['documents']} documents, one process: scikit-learn {t['sklearn_seconds']:.1f} s, "
-          f"firth {t['firth_seconds']:.1f} s ({t['ratio']:.2f}×)")
+    t = report.get("tfidf")
+    if t:
+        print(f"TF-IDF, {t['documents']} documents, one process: scikit-learn {t['sklearn_seconds']:.1f} s, "
+              f"firth {t['firth_seconds']:.1f} s ({t['ratio']:.2f}×)")
 
 
 if __name__ == "__main__":

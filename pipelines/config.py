@@ -78,7 +78,7 @@ class StatisticsConfig(Section):
     # The memory budget of one co-occurrence task (counting one shard, or merging one bucket):
     # dense block, pair buffer and in-memory sorted runs; beyond it runs spill to storage.
     memory_mb: float = Field(128, gt=0)
-    merge_fan_in: int = Field(64, ge=2)  # sorted runs merged at once (open files per merge task)
+    merge_fan_in: int = Field(128, ge=2)  # sorted runs merged at once (open files per merge task)
     cache: bool = True  # reuse per-shard partial results of unchanged shards (<output>/cache/)
     output: str | None = None  # where statistics Parquet goes; default <store>/_statistics/<table>
 

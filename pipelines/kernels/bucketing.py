@@ -60,10 +60,9 @@ def directed_pieces(i: np.ndarray, j: np.ndarray, units: np.ndarray, shift: int,
     return pieces
 
 
-def dense_pairs(dense: np.ndarray, row_start: np.ndarray, shift: int, start: int, stop: int):
-    """The non-zero cells of dense[start:stop] as (keys lo << shift | hi sorted, units): row-major
-    order of the (lo, hi) block is key order."""
-    flat = start + np.flatnonzero(dense[start:stop])  # (nz,)
-    lo = np.searchsorted(row_start, flat, side="right") - 1
-    hi = flat - row_start[lo] + lo
-    return (lo << shift) | hi, dense[flat]
+def dense_pairs(dense: np.ndarray, row_start: np.ndarray, shift: int, cells: np.ndarray):
+    """Cells of the dense (lo, hi) block, ascending flat indices (nz,) → (keys lo << shift | hi, units):
+    row-major order of the block is key order, so the keys come sorted."""
+    lo = np.searchsorted(row_start, cells, side="right") - 1
+    hi = cells - row_start[lo] + lo
+    return (lo << shift) | hi, dense[cells]

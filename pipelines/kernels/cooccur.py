@@ -172,9 +172,14 @@ class CooccurrenceCounter:
         self._flush(final=True)
         self._spill_runs()
         from pipelines.kernels import bucketing
-        step = self._spill_slice
-        for start in range(0, len(self._dense), step):
-            keys, units = bucketing.dense_pairs(self._dense, self._row_start, self._shift, start, start + step)
+        # The pair buffer and the runs' share are free now: the dense block's non-zero cells (at most a
+        # share of int64 indices) go out in slices of two shares' worth, so in few, large pieces.
+        self._keys = self._values = np.zeros(0, np.int64)
+        self._scratch = (self._keys, self._values)
+        non_zero = np.flatnonzero(self._dense)  # (nnz,) ascending = (lo, hi) key order
+        step = 2 * self._spill_slice
+        for start in range(0, len(non_zero), step):
+            keys, units = bucketing.dense_pairs(self._dense, self._row_start, self._shift, non_zero[start:start + step])
             self._emit(bucketing.undirected_pieces(keys, units, self._shift, self._n_buckets, self.scale))
         self._dense = np.zeros(0, np.int64)
         self._row_limit, self._row_start = np.zeros(0, np.int64), np.zeros(1, np.int64)
