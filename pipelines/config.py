@@ -56,8 +56,18 @@ class TokenizerConfig(Section):
         return v
 
 
+class BeamConfig(Section):
+    """The Beam engine's runner. FnApiRunner (the default) runs locally on `statistics.n_workers`
+    processes; any other runner name (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner)
+    is handed to Beam with `options` untouched (e.g. job_endpoint, project, region, temp_location)."""
+
+    runner: str = "FnApiRunner"
+    options: dict[str, Any] = {}  # Beam pipeline options, as PipelineOptions.from_dictionary takes them
+
+
 class StatisticsConfig(Section):
-    engine: Literal["dask"] = "dask"
+    engine: Literal["dask", "beam"] = "dask"
+    beam: BeamConfig = BeamConfig()  # used when engine: beam
     scheduler_address: str | None = None  # e.g. tcp://host:8786; None starts a LocalCluster
     n_workers: int = Field(2, ge=1)  # LocalCluster worker processes
     min_count: int = Field(5, ge=1)
@@ -65,8 +75,16 @@ class StatisticsConfig(Section):
     window: int = Field(10, ge=1)
     weighting: Literal["harmonic", "uniform"] = "harmonic"  # harmonic: a pair d apart adds 1/d (GloVe)
     n_buckets: int = Field(16, ge=1)  # co-occurrence output files, keyed by i % n_buckets
-    memory_mb: int = Field(128, ge=1)  # co-occurrence counting budget per shard task (dense block + pair buffer)
+    # The memory budget of one co-occurrence task (counting one shard, or merging one bucket):
+    # dense block, pair buffer and in-memory sorted runs; beyond it runs spill to storage.
+    memory_mb: float = Field(128, gt=0)
+    merge_fan_in: int = Field(128, ge=2)  # sorted runs merged at once (open files per merge task)
+    cache: bool = True  # reuse per-shard partial results of unchanged shards (<output>/cache/)
     output: str | None = None  # where statistics Parquet goes; default <store>/_statistics/<table>
+
+    @property
+    def memory_bytes(self) -> int:
+        return max(int(self.memory_mb * (1 << 20)), 1)
 
 
 class GloveConfig(Section):

@@ -23,4 +23,7 @@ def open_engine(config: StatisticsConfig) -> ContextManager[Engine]:
     if config.engine == "dask":
         from pipelines.engines.dask import DaskEngine
         return DaskEngine(config)
+    if config.engine == "beam":
+        from pipelines.engines.beam import BeamEngine
+        return BeamEngine(config)
     raise ValueError(f"statistics.engine: unknown engine {config.engine!r}")

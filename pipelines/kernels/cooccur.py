@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from numba import njit
@@ -83,25 +84,41 @@ class CooccurrenceCounter:
 
     vocab_size: ids are in [0, vocab_size); memory_bytes: dense block + pair buffer (the sorted
     runs of distinct pairs come on top, bounded by the shard's number of distinct pairs).
+
+    Out of core: with `spill(bucket, piece)`, the in-memory runs are bounded too: once they pass
+    a quarter of memory_bytes they are split by bucket (i % n_buckets) into directed pieces sorted
+    by (i, j) and handed to `spill` (which writes them as run files); `finish()` spills the rest and
+    the dense block the same way. Working memory then stays within about memory_bytes.
     """
 
-    def __init__(self, window: int, weighting: str, vocab_size: int, memory_bytes: int = DEFAULT_MEMORY_BYTES):
+    def __init__(self, window: int, weighting: str, vocab_size: int, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                 spill: Callable[[int, Cooc], None] | None = None, n_buckets: int = 1):
         self.window = int(window)
         self.scale, self._units = weight_units(window, weighting)
         if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 0:
             raise ValueError(f"co-occurrence vocab_size must be an integer ≥ 0, got {vocab_size!r}")
         if memory_bytes < 1:
             raise ValueError(f"co-occurrence memory_bytes must be positive, got {memory_bytes!r}")
+        if not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1:
+            raise ValueError(f"co-occurrence n_buckets must be an integer ≥ 1 (statistics.n_buckets), "
+                             f"got {n_buckets!r}")
         self.vocab_size = int(vocab_size)
+        self._spill, self._n_buckets = spill, int(n_buckets)
         self._shift = max(self.vocab_size - 1, 1).bit_length()  # sparse key = lo << shift | hi
-        self._row_limit, self._row_start = dense_layout(self.vocab_size, memory_bytes // 2 // 8)
+        # Without spill: dense block and pair buffer get half of the budget each, runs stay in memory.
+        # With spill: a quarter each for dense block, pair buffer, in-memory runs and spill scratch.
+        share = memory_bytes // 4 if spill else memory_bytes // 2
+        self._row_limit, self._row_start = dense_layout(self.vocab_size, share // 8)
         self._dense = np.zeros(self._row_start[-1], np.int64)  # (lo, hi) at row_start[lo] + hi - lo
-        capacity = max(memory_bytes // 2 // 32, 4 * self.window + 16)  # keys, units + their sort scratch
+        capacity = max(share // 32, 4 * self.window + 16)  # keys, units + their sort scratch
         self._keys = np.empty(capacity, np.int64)
         self._values = np.empty(capacity, np.int64)
         self._scratch = (np.empty(capacity, np.int64), np.empty(capacity, np.int64))
         self._filled = 0
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # sorted unique (key, units), sizes decreasing
+        self._run_capacity = max(share // 16, 1)  # entries of in-memory runs before they spill
+        self._spill_slice = max(share // 112, 1024)  # undirected entries bucketed at once (bucketing.py)
+        self.spilled_runs = 0  # pieces handed to `spill`
 
     def add(self, ids: np.ndarray, offsets: np.ndarray) -> None:
         """Count one batch: ids (n_tokens,) int, -1 = out of vocabulary; offsets (n_docs + 1,) int."""
@@ -139,8 +156,49 @@ class CooccurrenceCounter:
             while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
                 last = self._runs.pop()
                 self._runs[-1] = sorted_runs.merge_sum(*self._runs[-1], *last)
+            if self._spill and sum(len(k) for k, _ in self._runs) > self._run_capacity:
+                self._spill_runs()
         else:
             self._filled = n
+
+    def finish(self) -> None:
+        """Spill mode: hand everything counted to `spill` as (bucket, sorted piece); the counter is then spent.
+
+        Every piece is sorted by (i, j) and holds rows i ≡ bucket (mod n_buckets); a bucket's pieces
+        from all shards sum (merge_cooccurrence, or a bounded merge of run files) to its entries.
+        """
+        if self._spill is None:
+            raise ValueError("CooccurrenceCounter.finish() needs a spill callback; use result() without one")
+        self._flush(final=True)
+        self._spill_runs()
+        from pipelines.kernels import bucketing
+        # The pair buffer and the runs' share are free now: the dense block's non-zero cells (at most a
+        # share of int64 indices) go out in slices of two shares' worth, so in few, large pieces.
+        self._keys = self._values = np.zeros(0, np.int64)
+        self._scratch = (self._keys, self._values)
+        non_zero = np.flatnonzero(self._dense)  # (nnz,) ascending = (lo, hi) key order
+        step = 2 * self._spill_slice
+        for start in range(0, len(non_zero), step):
+            keys, units = bucketing.dense_pairs(self._dense, self._row_start, self._shift, non_zero[start:start + step])
+            self._emit(bucketing.undirected_pieces(keys, units, self._shift, self._n_buckets, self.scale))
+        self._dense = np.zeros(0, np.int64)
+        self._row_limit, self._row_start = np.zeros(0, np.int64), np.zeros(1, np.int64)
+
+    def _spill_runs(self) -> None:
+        from pipelines.kernels import bucketing
+        runs, self._runs = self._runs, []
+        while runs:
+            keys, units = runs.pop()
+            for start in range(0, len(keys), self._spill_slice):
+                stop = start + self._spill_slice
+                self._emit(bucketing.undirected_pieces(keys[start:stop], units[start:stop], self._shift,
+                                                       self._n_buckets, self.scale))
+            del keys, units
+
+    def _emit(self, pieces) -> None:
+        for bucket, piece in pieces:
+            self._spill(bucket, piece)
+            self.spilled_runs += 1
 
 
 def cooccurrence(ids: np.ndarray, offsets: np.ndarray, window: int, weighting: str, n_buckets: int, *,

@@ -1,0 +1,55 @@
+"""Running the statistics job graph in tests, and reading back everything it wrote."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipelines.config import JobConfig
+from pipelines.corpus import list_shards
+from pipelines.engines import open_engine
+from pipelines.statistics import Location, StatisticsSummary, compute_statistics
+
+SAMPLE = Path(__file__).parent.parent / "examples" / "sample-corpus"
+
+
+class InProcessEngine:
+    """The Engine seam run in the test process, one item after another: for tests of what the job
+    graph computes (budgets, cache), where which engine runs it does not matter. The Dask and Beam
+    engines themselves are tested for real (test_statistics.py, test_statistics_engines.py)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def map(self, fn, items, label):
+        return [fn(item) for item in items]
+
+
+def config_for(shards: list[str], **statistics) -> JobConfig:
+    return JobConfig.model_validate({"table": "t", "corpus": {"shards": shards}, "statistics": statistics})
+
+
+def run_statistics(output: Path, shards: list[str], *, engine: str = "in-process",
+                   **statistics) -> tuple[StatisticsSummary, Path]:
+    config = config_for(shards, **({"engine": engine} if engine != "in-process" else {}), **statistics)
+    location = Location(str(output), {})
+    with (InProcessEngine() if engine == "in-process" else open_engine(config.statistics)) as runner:
+        summary = compute_statistics(list_shards(config.corpus), config, runner, location)
+    return summary, output
+
+
+def read_tree(root: Path) -> dict:
+    """Every output table under root, by relative path (the cache of partial results left out)."""
+    return {str(p.relative_to(root)): pq.read_table(p) for p in sorted(root.rglob("*.parquet"))
+            if p.relative_to(root).parts[0] != "cache"}
+
+
+def assert_same_tables(a: Path, b: Path) -> dict:
+    tables_a, tables_b = read_tree(a), read_tree(b)
+    assert sorted(tables_a) == sorted(tables_b)
+    for name in tables_a:
+        assert tables_a[name].equals(tables_b[name]), name
+    return tables_a
