@@ -27,6 +27,7 @@ from pipelines.config import JobConfig
 from pipelines.corpus import Shard, ShardReport, iter_documents
 from pipelines.engines import Engine
 from pipelines.tokenize import Tokenizer
+from pipelines.tokenizer_choice import prepare_tokenizer
 from schemas import tables
 from schemas.fs import filesystem, join
 
@@ -60,8 +61,9 @@ class StatisticsSummary:
 def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, location: Location) -> StatisticsSummary:
     stats = config.statistics
     _clear(location)
+    tokenizer = prepare_tokenizer(shards, config, location.uri, location.storage_options)  # regex or trained subword
 
-    counted = engine.map(partial(count_shard, config=config), shards, "CountWords")
+    counted = engine.map(partial(count_shard, config=config, tokenizer=tokenizer), shards, "CountWords")
     reports = [report for _, report in counted]
     n_documents = sum(r.documents for r in reports)
     word_counts = kernels.merge_word_counts([counts for counts, _ in counted])
@@ -75,7 +77,7 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
                                    "idf": pa.array(idf, pa.float32())}),
                          location("idf.parquet"), tables.IDF, location.storage_options)
 
-    encode = partial(encode_shard, config=config, location=location,
+    encode = partial(encode_shard, config=config, location=location, tokenizer=tokenizer,
                      vocabulary_tokens=vocabulary["token"].combine_chunks(), idf=idf)
     engine.map(encode, list(enumerate(shards)), "EncodeShards")
     merge = partial(merge_bucket, n_shards=len(shards), config=config, location=location)
@@ -93,20 +95,20 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
     return summary
 
 
-def count_shard(shard: Shard, config: JobConfig) -> tuple[kernels.WordCounts, ShardReport]:
-    """CountWords: word counts and document frequencies of one shard."""
-    tokenize = Tokenizer(config.tokenizer)
+def count_shard(shard: Shard, config: JobConfig, tokenizer=None) -> tuple[kernels.WordCounts, ShardReport]:
+    """CountWords: word counts and document frequencies of one shard (tokenizer: texts -> (tokens, offsets))."""
+    tokenize = tokenizer or Tokenizer(config.tokenizer)
     report = ShardReport(shard.uri)
     parts = [kernels.count_words(*tokenize(batch.texts)) for batch in iter_documents(shard, config.corpus, report)]
     return kernels.merge_word_counts(parts), report
 
 
 def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: Location,
-                 vocabulary_tokens: pa.Array, idf: np.ndarray) -> None:
+                 vocabulary_tokens: pa.Array, idf: np.ndarray, tokenizer=None) -> None:
     """EncodeShards: the shard's tokens and TF-IDF tables and its co-occurrence partials."""
     index, shard = indexed_shard
     stats = config.statistics
-    tokenize = Tokenizer(config.tokenizer)
+    tokenize = tokenizer or Tokenizer(config.tokenizer)
     counter = kernels.CooccurrenceCounter(stats.window, stats.weighting, vocab_size=len(vocabulary_tokens),
                                           memory_bytes=stats.memory_mb << 20)
     token_tables, tfidf_tables = [], []
@@ -160,7 +162,8 @@ def _fs(location: Location, uri: str):
 
 def _clear(location: Location) -> None:
     """Remove a previous run's outputs (only the names this job writes)."""
-    for name in ["vocabulary.parquet", "idf.parquet", "manifest.json", "tokens", "tfidf", "cooccurrence", "_partial"]:
+    for name in ["vocabulary.parquet", "idf.parquet", "manifest.json", "tokens", "tfidf", "cooccurrence", "_partial",
+                 "tokenizer.json", "ppmi"]:
         fs, path = _fs(location, location(name))
         if fs.exists(path):
             fs.rm(path, recursive=True)
