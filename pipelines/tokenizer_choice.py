@@ -33,6 +33,7 @@ def prepare_tokenizer(shards: list, config: JobConfig, statistics_uri: str,
         corpus_sample(shards, config.corpus, settings.training_sample_mb << 20), kind=settings.kind,
         vocab_size=settings.vocab_size, lowercase=settings.lowercase, min_frequency=settings.min_frequency)
     fs, path = filesystem(join(statistics_uri, TOKENIZER_FILE), storage_options)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # local folders; a no-op on object stores
     fs.pipe(path, trained.to_str().encode())
     print(f"firth: trained a {settings.kind} tokenizer ({trained.get_vocab_size()} units) in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
