@@ -225,6 +225,8 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
         if loc[:index] == ("model",):  # the union's tag: which model config
             model = MODEL_CONFIGS[part]
             continue
+        if loc[:index + 1] == ("model",):  # the union itself: its member is named by the next part
+            continue
         field = model.model_fields.get(str(part))
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
             return None
