@@ -32,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from pipelines.tokenize import _raise_not_text  # one message for a non-text document, whichever tokenizer
+
 SUBWORD_KINDS = ("wordpiece", "bpe")
 CONTINUATION_PREFIX = "##"
 UNKNOWN_TOKEN = "[UNK]"
@@ -138,11 +140,7 @@ class SubwordTokenizer:
         if isinstance(texts, (pa.Array, pa.ChunkedArray)):
             texts = texts.to_pylist()
         texts = list(texts)
-        bad = next((k for k, t in enumerate(texts) if not isinstance(t, str)), None)
-        if bad is not None:
-            raise TypeError(f"tokenizer: document {bad} of the batch is {type(texts[bad]).__name__} "
-                            f"({texts[bad]!r:.40}), not str; every document must be text "
-                            "(check corpus.text_field, or set corpus.on_bad_record: skip)")
+        _raise_not_text(texts)  # the regex tokenizer's message, naming the bad document
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)  # Rust, all cores
         counts = np.fromiter(map(len, encodings), np.int64, len(encodings))  # (n_docs,) units per document
         offsets = np.zeros(len(encodings) + 1, np.int64)
