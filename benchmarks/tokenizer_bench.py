@@ -34,6 +34,7 @@ def main() -> None:
     batches = [b.texts for b in iter_documents(shards[0], config, ShardReport(shards[0].uri))]
     batches = [pa.array(b, pa.large_string()) if not isinstance(b, pa.Array) else b for b in batches]
     regex = Tokenizer()
+    regex(batches[0])  # warm-up: numba compile / cache load and the word table, once per process
     start = time.perf_counter()
     n_words = sum(len(regex(b)[0]) for b in batches)
     results = {"regex": {"words_per_s": round(n_words / (time.perf_counter() - start))}, "words": n_words}
@@ -43,6 +44,7 @@ def main() -> None:
                                           vocab_size=args.vocab_size)
         train_s = time.perf_counter() - start
         tokenizer = SubwordTokenizer.from_tokenizer(trained)
+        tokenizer(batches[0])  # warm-up, as for the regex tokenizer
         start = time.perf_counter()
         n_units = sum(len(tokenizer(b)[0]) for b in batches)
         seconds = time.perf_counter() - start

@@ -25,14 +25,18 @@ Pipeline of a trained tokenizer:
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from pipelines.tokenize import _raise_not_text  # one message for a non-text document, whichever tokenizer
+from pipelines.config import TokenizerConfig
+from pipelines.tokenize import Tokenizer as WordTokenizer  # the regex tokenizer splits documents into words
+
 
 SUBWORD_KINDS = ("wordpiece", "bpe")
 CONTINUATION_PREFIX = "##"
@@ -109,13 +113,28 @@ def corpus_sample(shards: Sequence, corpus_config, max_bytes: int) -> Iterator[s
 class SubwordTokenizer:
     """A trained subword tokenizer with the regex tokenizer's interface; pickles as its JSON (engines ship it).
 
-        tokens, offsets = SubwordTokenizer(json_text)(texts)
+        tokens, offsets = SubwordTokenizer(json_text, words=Tokenizer(config))(texts)
         tokens: pa.LargeStringArray, all subword units of all documents in order; offsets: (n_docs + 1,) int64
+
+    Documents are first split into words by `words` (the regex tokenizer: its numba scan for the
+    default pattern, lowercasing when the trained model lowercases); each *distinct* word of the
+    batch is then NFC-normalised (Arrow) and segmented once by the model without its normalizer
+    (Rust, all cores), and the pieces are expanded back to every occurrence with numpy. Several
+    times faster than running the model's own normalizer over whole documents (Oniguruma regex
+    replacement with offset tracking), and the words are exactly the regex tokenizer's. Loaded alone, tokenizer.json tokenises the same words up to the rare
+    Unicode categories named in the module docstring.
     """
 
-    def __init__(self, tokenizer_json: str):
+    def __init__(self, tokenizer_json: str, words: WordTokenizer | None = None):
         self.tokenizer_json = tokenizer_json
         self._tokenizer = Tokenizer.from_str(tokenizer_json)
+        # The words arrive split and lowercased by `words` and NFC-normalised by Arrow: segment them with
+        # the model alone (the normalizer's regex replacement would roughly double the time).
+        self._segmenter = Tokenizer.from_str(tokenizer_json)
+        self._segmenter.normalizer = None
+        self._segmenter.pre_tokenizer = None
+        lowercase = '"Lowercase"' in json.dumps(json.loads(tokenizer_json).get("normalizer"))
+        self.words = words if words is not None else WordTokenizer(TokenizerConfig(lowercase=lowercase))
         vocab = self._tokenizer.get_vocab()  # token -> id, ids dense 0..n-1
         id_to_token = [""] * len(vocab)
         for token, token_id in vocab.items():
@@ -123,27 +142,33 @@ class SubwordTokenizer:
         self._id_to_token = pa.array(id_to_token, pa.large_string())  # (n_units,)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Tokenizer) -> "SubwordTokenizer":
-        return cls(tokenizer.to_str())
+    def from_tokenizer(cls, tokenizer: Tokenizer, words: WordTokenizer | None = None) -> "SubwordTokenizer":
+        return cls(tokenizer.to_str(), words)
 
     def __getstate__(self) -> dict:
-        return {"tokenizer_json": self.tokenizer_json}
+        return {"tokenizer_json": self.tokenizer_json, "words": self.words}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["tokenizer_json"])
+        self.__init__(state["tokenizer_json"], state["words"])
 
     @property
     def vocab_size(self) -> int:
         return len(self._id_to_token)
 
     def __call__(self, texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> tuple[pa.LargeStringArray, np.ndarray]:
-        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
-            texts = texts.to_pylist()
-        texts = list(texts)
-        _raise_not_text(texts)  # the regex tokenizer's message, naming the bad document
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)  # Rust, all cores
-        counts = np.fromiter(map(len, encodings), np.int64, len(encodings))  # (n_docs,) units per document
-        offsets = np.zeros(len(encodings) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, int(offsets[-1]))
-        return self._id_to_token.take(pa.array(ids)), offsets
+        words, word_offsets = self.words(texts)  # (n_words,), (n_docs + 1,)
+        encoded = words.dictionary_encode()
+        word_index = encoded.indices.to_numpy().astype(np.int64)  # (n_words,) into the distinct words
+        distinct = pc.utf8_normalize(encoded.dictionary, form="NFC").to_pylist()  # (n_distinct,)
+        segmented = self._segmenter.encode_batch(distinct, add_special_tokens=False)
+        pieces_per_word = np.fromiter(map(len, segmented), np.int64, len(segmented))  # (n_distinct,)
+        first_piece = np.zeros(len(segmented) + 1, np.int64)
+        np.cumsum(pieces_per_word, out=first_piece[1:])
+        piece_ids = np.fromiter(chain.from_iterable(e.ids for e in segmented), np.int64, int(first_piece[-1]))
+        # every occurrence of a word gets its word's pieces: unit u of occurrence t is piece first_piece[w_t] + k
+        units_per_occurrence = pieces_per_word[word_index]  # (n_words,)
+        unit_offsets = np.zeros(len(word_index) + 1, np.int64)  # (n_words + 1,) into the units
+        np.cumsum(units_per_occurrence, out=unit_offsets[1:])
+        within = np.arange(unit_offsets[-1]) - np.repeat(unit_offsets[:-1], units_per_occurrence)  # k
+        unit_ids = piece_ids[np.repeat(first_piece[word_index], units_per_occurrence) + within]  # (n_units,)
+        return self._id_to_token.take(pa.array(unit_ids)), unit_offsets[word_offsets]

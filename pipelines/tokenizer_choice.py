@@ -37,7 +37,7 @@ def prepare_tokenizer(shards: list, config: JobConfig, statistics_uri: str,
     fs.pipe(path, trained.to_str().encode())
     print(f"firth: trained a {settings.kind} tokenizer ({trained.get_vocab_size()} units) in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    return SubwordTokenizer.from_tokenizer(trained)
+    return SubwordTokenizer.from_tokenizer(trained, words=Tokenizer(settings))  # words as tokenizer.pattern
 
 
 def statistics_artifacts(statistics_uri: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, bytes]:

@@ -132,7 +132,7 @@ def test_config_tells_the_count_models_and_tokenizer_kinds_apart_and_names_bad_k
             config.model.eigenvalue_weighting) == ("ppmi_svd", 0.75, 5.0, 100, 0.5)
     assert config.tokenizer.kind == "bpe" and config.checkpoint_uri.endswith("_checkpoints/t")
     lsa = load_config(write_config(tmp_path, table="t", corpus={"shards": ["c.txt"]}, model={"model": "lsa"}))
-    assert lsa.model.eigenvalue_weighting == 1.0
+    assert lsa.model.eigenvalue_weighting == 0.5 and lsa.model.dim == 100
     with pytest.raises(ValueError, match=r"model.alpha: unknown key; allowed here: .*context_smoothing"):
         load_config(write_config(tmp_path, table="t", corpus={"shards": ["c.txt"]},
                                  model={"model": "ppmi_svd", "alpha": 0.75}))

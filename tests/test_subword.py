@@ -29,8 +29,12 @@ def test_encode_then_decode_gives_back_the_words_of_the_training_text(kind):
 
 
 def test_subword_tokenizer_has_the_regex_tokenizers_interface_and_pickles_as_its_json():
-    tokenizer = SubwordTokenizer.from_tokenizer(train_subword_tokenizer(TEXTS, vocab_size=80, min_frequency=1))
+    trained = train_subword_tokenizer(TEXTS, vocab_size=80, min_frequency=1)
+    tokenizer = SubwordTokenizer.from_tokenizer(trained)
     tokens, offsets = tokenizer(TEXTS + [""])
+    for d, text in enumerate(TEXTS):  # regex words + the model alone = the stored tokenizer.json on whole text
+        assert tokens.slice(offsets[d], offsets[d + 1] - offsets[d]).to_pylist() == \
+            trained.encode(text, add_special_tokens=False).tokens
     assert offsets.dtype == np.int64 and offsets[0] == 0 and offsets[-1] == len(tokens)
     assert offsets[-1] == offsets[-2], "an empty document has no tokens"
     first = tokens.slice(0, offsets[1]).to_pylist()

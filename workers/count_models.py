@@ -79,6 +79,7 @@ def write_ppmi(cooccurrence_uri: str, ppmi_uri: str, vocab_size: int, *, alpha: 
                              tables.PPMI, storage_options, cast=True)
         kept.append(entries)
     i, j, values = (np.concatenate(column) for column in zip(*kept))
+    del kept  # the parts' copies: peak stays at the concatenated entries (12 bytes each) + the CSR (8)
     fs.pipe(join(root, "manifest.json"), json.dumps({
         "context_smoothing": alpha, "shift": shift, "vocab_size": vocab_size, "entries": int(len(values)),
         "cooccurrence": cooccurrence_uri}, indent=1).encode())
