@@ -31,7 +31,6 @@ from itertools import chain
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from pipelines.config import TokenizerConfig
@@ -118,7 +117,7 @@ class SubwordTokenizer:
 
     Documents are first split into words by `words` (the regex tokenizer: its numba scan for the
     default pattern, lowercasing when the trained model lowercases); each *distinct* word of the
-    batch is then NFC-normalised (Arrow) and segmented once by the model without its normalizer
+    batch is then segmented once, NFC-normalised, by the model without the rest of its normalizer
     (Rust, all cores), and the pieces are expanded back to every occurrence with numpy. Several
     times faster than running the model's own normalizer over whole documents (Oniguruma regex
     replacement with offset tracking), and the words are exactly the regex tokenizer's. Loaded alone, tokenizer.json tokenises the same words up to the rare
@@ -128,10 +127,11 @@ class SubwordTokenizer:
     def __init__(self, tokenizer_json: str, words: WordTokenizer | None = None):
         self.tokenizer_json = tokenizer_json
         self._tokenizer = Tokenizer.from_str(tokenizer_json)
-        # The words arrive split and lowercased by `words` and NFC-normalised by Arrow: segment them with
-        # the model alone (the normalizer's regex replacement would roughly double the time).
+        # The words arrive split and lowercased by `words`: segment them with NFC and the model alone (the
+        # full normalizer's regex replacement costs more than the segmentation). Not Arrow's utf8_normalize:
+        # pyarrow 25 returns the decomposed form (NFD) whatever form is asked for.
         self._segmenter = Tokenizer.from_str(tokenizer_json)
-        self._segmenter.normalizer = None
+        self._segmenter.normalizer = normalizers.NFC()
         self._segmenter.pre_tokenizer = None
         lowercase = '"Lowercase"' in json.dumps(json.loads(tokenizer_json).get("normalizer"))
         self.words = words if words is not None else WordTokenizer(TokenizerConfig(lowercase=lowercase))
@@ -159,8 +159,7 @@ class SubwordTokenizer:
         words, word_offsets = self.words(texts)  # (n_words,), (n_docs + 1,)
         encoded = words.dictionary_encode()
         word_index = encoded.indices.to_numpy().astype(np.int64)  # (n_words,) into the distinct words
-        distinct = pc.utf8_normalize(encoded.dictionary, form="NFC").to_pylist()  # (n_distinct,)
-        segmented = self._segmenter.encode_batch(distinct, add_special_tokens=False)
+        segmented = self._segmenter.encode_batch(encoded.dictionary.to_pylist(), add_special_tokens=False)
         pieces_per_word = np.fromiter(map(len, segmented), np.int64, len(segmented))  # (n_distinct,)
         first_piece = np.zeros(len(segmented) + 1, np.int64)
         np.cumsum(pieces_per_word, out=first_piece[1:])
