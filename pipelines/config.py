@@ -43,8 +43,14 @@ class CorpusConfig(Section):
 
 
 class TokenizerConfig(Section):
+    # regex: every match of `pattern` is a token (pipelines/tokenize.py); wordpiece | bpe: a subword
+    # model trained on the corpus before counting, stored as <statistics>/tokenizer.json (pipelines/subword.py)
+    kind: Literal["regex", "wordpiece", "bpe"] = "regex"
     lowercase: bool = True
-    pattern: str = DEFAULT_TOKEN_PATTERN  # a Python regex; each match is one token
+    pattern: str = DEFAULT_TOKEN_PATTERN  # a Python regex; each match is one token (kind: regex)
+    vocab_size: int = Field(30_000, ge=2)  # subword units learnt (wordpiece | bpe)
+    min_frequency: int = Field(2, ge=1)  # a merge must occur this often in the training sample
+    training_sample_mb: int = Field(256, ge=1)  # text read to train the subword model, spread over the shards
 
     @field_validator("pattern")
     @classmethod
@@ -103,6 +109,29 @@ class GloveConfig(Section):
     checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
 
 
+class SvdSettings(Section):
+    """Truncated SVD shared by the count-based models (workers/svd.py): vectors U_k Σ_k^p."""
+    dim: int = Field(100, ge=1)  # k, singular vectors kept
+    eigenvalue_weighting: float = Field(0.5, ge=0)  # p (Levy et al. 2015: 0.5 or 0 beat 1 on similarity)
+    solver: Literal["randomized", "arpack"] = "randomized"  # sklearn randomized_svd | scipy svds
+    n_iter: int = Field(7, ge=0)  # randomized power iterations (more: closer to the exact SVD)
+    seed: int = 0  # random start; same seed, same vectors
+
+
+class PpmiSvdConfig(SvdSettings):
+    """PPMI of the co-occurrence table, factorised by truncated SVD (workers/count_models.py)."""
+    model: Literal["ppmi_svd"] = "ppmi_svd"
+    context_smoothing: float = Field(0.75, gt=0, le=1)  # α: context counts raised to α (1: no smoothing)
+    shift: float = Field(1.0, ge=1)  # k: PPMI = max(PMI - log k, 0) (1: no shift)
+    add_context: bool = False  # publish W + C (C = V_k Σ_k^p), Levy et al.'s symmetric variant
+
+
+class LsaConfig(SvdSettings):
+    """LSA: truncated SVD of the TF-IDF term-document matrix; term vectors U_k Σ_k^p (Deerwester et al.: p = 1;
+    p = 0.5, the default, scored higher on the benchmark corpus: benchmarks/README.md)."""
+    model: Literal["lsa"] = "lsa"
+
+
 def _model_kind(value: Any) -> str | None:
     """The `model:` section's kind; GloVe when the section leaves it out."""
     return value.get("model", "glove") if isinstance(value, dict) else getattr(value, "model", None)
@@ -112,6 +141,8 @@ def _model_kind(value: Any) -> str | None:
 # One line per model.
 MODEL_CONFIGS: dict[str, type[Section]] = {
     "glove": GloveConfig,
+    "ppmi_svd": PpmiSvdConfig,
+    "lsa": LsaConfig,
 }
 ModelConfig = Annotated[
     Union[tuple(Annotated[config, Tag(kind)] for kind, config in MODEL_CONFIGS.items())],
@@ -167,7 +198,7 @@ class JobConfig(Section):
 
     @property
     def checkpoint_uri(self) -> str:
-        return self.model.checkpoint_dir or join(self.store.uri, "_checkpoints", self.table)
+        return getattr(self.model, "checkpoint_dir", None) or join(self.store.uri, "_checkpoints", self.table)
 
 
 class ConfigError(ValueError):
@@ -229,6 +260,8 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
     for index, part in enumerate(loc):
         if loc[:index] == ("model",):  # the union's tag: which model config
             model = MODEL_CONFIGS[part]
+            continue
+        if loc[:index + 1] == ("model",):  # the union itself: its member is named by the next part
             continue
         field = model.model_fields.get(str(part))
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):

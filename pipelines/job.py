@@ -21,6 +21,7 @@ from pipelines.corpus import list_shards
 from pipelines.engines import open_engine
 from pipelines.evaluate import evaluate
 from pipelines.statistics import Location, compute_statistics
+from pipelines.tokenizer_choice import statistics_artifacts
 from schemas import tables
 from schemas.fs import filesystem, join
 from schemas.store import TableStore
@@ -82,9 +83,11 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
             **trained.metadata,
         }
         store = TableStore(config.store.uri, config.store.storage_options)
-        version = store.publish(config.table, table, metadata, artifacts=trained.artifacts)
+        artifacts = {**statistics_artifacts(location.uri, storage_options), **trained.artifacts}  # + tokenizer.json
+        version = store.publish(config.table, table, metadata, artifacts=artifacts)
     fs, path = filesystem(checkpoint_uri, storage_options)
-    fs.rm(path, recursive=True)
+    if fs.exists(path):  # models without checkpoints (the count-based ones) leave none
+        fs.rm(path, recursive=True)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
                "problems": summary.problems} if summary.bad_records or summary.empty_shards else {}
     return Published(config.table, version, config.store.uri, metrics, timings, skipped)

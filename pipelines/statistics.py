@@ -37,6 +37,7 @@ from pipelines import shard_cache
 from pipelines.shard_cache import ShardCache, prune, shard_key, vocabulary_key
 from pipelines.engines import Engine
 from pipelines.tokenize import Tokenizer
+from pipelines.tokenizer_choice import prepare_tokenizer
 from schemas import tables
 from schemas.fs import filesystem, join, open_atomic
 
@@ -73,7 +74,13 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
     stats = config.statistics
     _clear(location)
 
-    counted = engine.map(partial(count_shard, config=config, location=location), shards, "CountWords")
+    tokenizer = prepare_tokenizer(shards, config, location.uri, location.storage_options)  # regex or trained subword
+    if config.tokenizer.kind != "regex":
+        # A retrained subword model may split words differently, and the shard cache is keyed by
+        # the tokenizer's settings, not its model: count afresh rather than reuse stale units.
+        config = config.model_copy(update={"statistics": stats.model_copy(update={"cache": False})})
+    counted = engine.map(partial(count_shard, config=config, location=location, tokenizer=tokenizer), shards,
+                         "CountWords")
     reports = [report for _, report, _ in counted]
     n_documents = sum(r.documents for r in reports)
     word_counts = kernels.merge_word_counts([counts for counts, _, _ in counted])
@@ -87,7 +94,7 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
                                    "idf": pa.array(idf, pa.float32())}),
                          location("idf.parquet"), tables.IDF, location.storage_options)
 
-    encode = partial(encode_shard, config=config, location=location,
+    encode = partial(encode_shard, config=config, location=location, tokenizer=tokenizer,
                      vocabulary_tokens=vocabulary["token"].combine_chunks(), idf=idf)
     encoded = engine.map(encode, list(enumerate(shards)), "EncodeShards")
     merge = partial(merge_bucket, config=config, location=location)
@@ -114,13 +121,14 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
     return summary
 
 
-def count_shard(shard: Shard, config: JobConfig, location: Location) -> tuple[kernels.WordCounts, ShardReport, bool]:
+def count_shard(shard: Shard, config: JobConfig, location: Location,
+                tokenizer=None) -> tuple[kernels.WordCounts, ShardReport, bool]:
     """CountWords: word counts and document frequencies of one shard; True when they came from the cache."""
     cache = ShardCache(location("cache"), location.storage_options, shard, config) if config.statistics.cache else None
     cached = cache.load_words() if cache else None
     if cached:
         return *cached, True
-    tokenize = Tokenizer(config.tokenizer)
+    tokenize = tokenizer or Tokenizer(config.tokenizer)  # texts -> (tokens, offsets)
     report = ShardReport(shard.uri)
     parts = [kernels.count_words(*tokenize(batch.texts)) for batch in iter_documents(shard, config.corpus, report)]
     counts = kernels.merge_word_counts(parts)
@@ -130,7 +138,7 @@ def count_shard(shard: Shard, config: JobConfig, location: Location) -> tuple[ke
 
 
 def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: Location,
-                 vocabulary_tokens: pa.Array, idf: np.ndarray) -> tuple[bool, str | None]:
+                 vocabulary_tokens: pa.Array, idf: np.ndarray, tokenizer=None) -> tuple[bool, str | None]:
     """EncodeShards: the shard's tokens and TF-IDF tables and its co-occurrence runs.
 
     Returns (reused from the cache?, the vocabulary key of its cache entry, or None without cache).
@@ -141,7 +149,7 @@ def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: 
     cache = ShardCache(location("cache"), location.storage_options, shard, config) if stats.cache else None
     cached_words = cache.load_words() if cache else None
     if cached_words is None:  # no cache (or it vanished since CountWords): no shard-local ids either
-        _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, None)
+        _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, None, tokenizer)
         return False, None
     local_to_global = kernels.encode(cached_words[0].words, vocabulary_tokens)  # (n_shard_words,), -1 = OOV
     vocab_key = vocabulary_key(local_to_global >= 0, config)
@@ -153,16 +161,18 @@ def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: 
     global_to_local = np.full(len(vocabulary_tokens), -1, np.int32)  # (V,)
     in_shard = np.flatnonzero(local_to_global >= 0)
     global_to_local[local_to_global[in_shard]] = in_shard
-    _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, (entry, global_to_local))
+    _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, (entry, global_to_local),
+                        tokenizer)
     cache.mark_encoded(vocab_key)
     return False, vocab_key
 
 
 def _encode_from_source(shard: Shard, config: JobConfig, location: Location, index: int, vocabulary_tokens: pa.Array,
-                        idf: np.ndarray, runs: "_RunSink", cache_entry: tuple[str, np.ndarray] | None) -> None:
+                        idf: np.ndarray, runs: "_RunSink", cache_entry: tuple[str, np.ndarray] | None,
+                        tokenizer=None) -> None:
     """Read, tokenize and count the shard; with cache_entry (uri, global_to_local ids) also fill the cache."""
     stats, opts = config.statistics, location.storage_options
-    tokenize = Tokenizer(config.tokenizer)
+    tokenize = tokenizer or Tokenizer(config.tokenizer)  # texts -> (tokens, offsets)
     spill = runs.write
     if cache_entry:
         entry, global_to_local = cache_entry
@@ -291,7 +301,8 @@ def _fs(location: Location, uri: str):
 
 def _clear(location: Location) -> None:
     """Remove a previous run's outputs (only the names this job writes; the cache stays)."""
-    for name in ["vocabulary.parquet", "idf.parquet", "manifest.json", "tokens", "tfidf", "cooccurrence", "_partial"]:
+    for name in ["vocabulary.parquet", "idf.parquet", "manifest.json", "tokens", "tfidf", "cooccurrence", "_partial",
+                 "tokenizer.json", "ppmi"]:
         fs, path = _fs(location, location(name))
         if fs.exists(path):
             fs.rm(path, recursive=True)

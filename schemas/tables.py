@@ -64,6 +64,14 @@ COOCCURRENCE_PARTIAL = _schema(
     _required("j", pa.int32()),
     _required("units", pa.int64()),
 )
+# Positive PMI of the co-occurrence table, written by the ppmi_svd model (workers/ppmi.py) as
+# <statistics>/ppmi/part-BBBBB.parquet, one per co-occurrence part; only entries > 0, sorted by (i, j).
+PPMI = _schema(
+    "ppmi",
+    _required("i", pa.int32()),
+    _required("j", pa.int32()),
+    _required("ppmi", pa.float32()),
+)
 TFIDF = _schema(
     "tfidf",
     _required("doc_id", pa.string()),

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # model kind (config `model.model`) -> "module:function"
 TRAINERS = {
     "glove": "workers.train:train",
+    "ppmi_svd": "workers.count_models:train_ppmi_svd",
+    "lsa": "workers.count_models:train_lsa",
 }
 
 
