@@ -7,12 +7,15 @@ stack (no Dask, Beam, Ray or torch is imported here or by anything this imports)
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import io
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from schemas import subwords
+from schemas.fs import filesystem
 from schemas.store import TableStore, parse_ref
 
 
@@ -32,6 +35,8 @@ class Embeddings:
         if len(self._token_to_row) != len(self.tokens):
             raise ValueError(f"{name}: tokens are not unique; each token must have one row")
         self._unit: np.ndarray | None = None  # (V, dim) rows scaled to length 1, built on first query
+        # token -> (dim,) vector or None, for tokens not in the table (fastText: from subwords)
+        self.oov: Callable[[str], np.ndarray | None] | None = None
 
     @classmethod
     def from_table(cls, table: pa.Table, *, name: str = "embeddings", version: int | None = None,
@@ -67,7 +72,12 @@ class Embeddings:
                            "training min_count or beyond max_vocab_size are left out)") from None
 
     def vector(self, token: str) -> np.ndarray:
-        """(dim,) float32 vector of `token`; KeyError naming the token and the table when absent."""
+        """(dim,) float32 vector of `token`; KeyError naming the token and the table when absent
+        (a table with subwords gives out-of-vocabulary tokens the mean of their n-gram vectors)."""
+        if token not in self._token_to_row and self.oov is not None:
+            vector = self.oov(token)
+            if vector is not None:
+                return vector
         return self.vectors[self.index(token)]
 
     def vectors_for(self, tokens: Sequence[str]) -> np.ndarray:
@@ -95,6 +105,8 @@ class Embeddings:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         unit = self.unit_vectors
+        if isinstance(token_or_vector, str) and token_or_vector not in self and self.oov is not None:
+            token_or_vector = self.vector(token_or_vector)  # out of vocabulary: its subword vector
         if isinstance(token_or_vector, str):
             row = self.index(token_or_vector)
             scores = unit @ unit[row]  # (V,) cosine to every token
@@ -127,4 +139,19 @@ def open_embeddings(store_uri: str, ref: str, storage_options: Mapping[str, str]
     store = TableStore(store_uri, storage_options)
     info = store.info(name, version)  # pins the version, so metadata and data agree
     table = store.read(name, info.version)
-    return Embeddings.from_table(table, name=name, version=info.version, metadata=info.metadata)
+    embeddings = Embeddings.from_table(table, name=name, version=info.version, metadata=info.metadata)
+    if "subwords" in info.metadata:
+        embeddings.oov = _subword_vectors(store, name, info.version, info.metadata["subwords"])
+    return embeddings
+
+
+def _subword_vectors(store: TableStore, name: str, version: int, spec: Mapping[str, Any]):
+    """The OOV rule of schemas/subwords.py over the version's published n-gram bucket table."""
+    if spec.get("hash") != subwords.HASH:
+        raise ValueError(f"{name}@{version}: subwords hashed with {spec.get('hash')!r}; this consumer knows "
+                         f"{subwords.HASH!r}; upgrade firth")
+    fs, path = filesystem(store.artifact_uri(name, version, spec["artifact"]), store.storage_options)
+    with np.load(io.BytesIO(fs.cat_file(path)), allow_pickle=False) as published:
+        bucket_ids, bucket_vectors = published["bucket_ids"], published["vectors"]  # (K,), (K, dim)
+    return lambda token: subwords.oov_vector(token, bucket_ids, bucket_vectors, spec["min_n"], spec["max_n"],
+                                             spec["buckets"])

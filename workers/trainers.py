@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # model kind (config `model.model`) -> "module:function"
 TRAINERS = {
     "glove": "workers.train:train",
+    "word2vec": "workers.word2vec_train:train",
+    "fasttext": "workers.word2vec_train:train",
 }
 
 
