@@ -225,3 +225,26 @@ def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_ses
     assert marker.exists()  # rank 1 failed in epoch 2
     np.testing.assert_array_equal(restored.vectors, uninterrupted.vectors)
     assert restored.epoch_losses == losses
+
+
+# ---- continued training -------------------------------------------------------------------------
+
+
+def test_warm_start_maps_published_rows_by_token_and_checks_dim(tmp_path):
+    from pipelines.config import JobConfig
+    from pipelines.job import embedding_table
+    from schemas.store import TableStore
+    from workers.word2vec_warm import warm_start_vectors
+
+    vocabulary = pa.table({"token": ["a", "b"], "id": pa.array([0, 1], pa.int32()),
+                           "count": pa.array([5, 3], pa.int64())})
+    published = np.array([[1, 2], [3, 4]], np.float32)
+    TableStore(str(tmp_path)).publish("w", embedding_table(vocabulary, published), {})
+    config = JobConfig.model_validate({"table": "w2", "corpus": {"shards": ["x"]}, "store": {"uri": str(tmp_path)},
+                                       "model": {"model": "word2vec", "dim": 2, "init_from": "w@0"}})
+    initial = warm_start_vectors(config, ["b", "new", "a"])  # the new run's vocabulary, by its counts
+    np.testing.assert_array_equal(initial[[0, 2]], published[[1, 0]])
+    assert np.isnan(initial[1]).all()
+    wrong_dim = config.model_copy(update={"model": config.model.model_copy(update={"dim": 3})})
+    with pytest.raises(ValueError, match="model.init_from: w@0 has dim 2, but model.dim is 3"):
+        warm_start_vectors(wrong_dim, ["a"])

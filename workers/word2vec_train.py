@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -52,10 +51,8 @@ from schemas import subwords, tables
 from schemas.fs import filesystem, join
 from workers import raytrain
 from workers.trainers import Trained
-from workers.word2vec import (Layout, alias_table, huffman, init_state, keep_probabilities, make_layout,
-                              sigmoid_tables, word_vectors)
-from workers.word2vec_numba import train_block
-from workers.word2vec_torch import DeviceTables, make_examples, train_examples
+from workers.word2vec import Layout, init_state, make_layout, word_vectors
+from workers.word2vec_loop import WorkerLoop, read_unit, sync_bounds
 
 log = logging.getLogger(__name__)
 
@@ -160,31 +157,12 @@ def deal(units: list[tuple[str, int, int]], workers: int) -> list[list[tuple[str
     return [sorted(share, key=lambda u: (u[0], u[1])) for share in shares]
 
 
-def _read_unit(fs, path: str, group: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (n,) int32, document offsets (docs+1,) int64) of one row group."""
-    with fs.open(path, "rb") as fh:
-        column = pq.ParquetFile(fh).read_row_group(group, columns=["token_ids"]).column(0).combine_chunks()
-    ids = column.values.to_numpy().astype(np.int32, copy=False)
-    offsets = column.offsets.to_numpy().astype(np.int64)
-    offsets -= offsets[0]
-    if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"{path} row group {group}: a word id is outside the vocabulary [0, {vocab_size}); the "
-                         "tokens table and the vocabulary come from different statistics runs")
-    return ids, offsets
-
-
 def _train(loop: dict, rank: int, world: int) -> None:
     config = MODEL_CONFIGS[loop["config"]["model"]].model_validate(loop["config"])
     layout: Layout = loop["layout"]
-    counts = loop["counts"]
     units = loop["rank_to_units"][rank]
     share = sum(u[2] for u in units)  # this worker's words per epoch
     fs, _ = filesystem(units[0][0] if units else "/", loop["storage_options"])
-    keep = keep_probabilities(counts, config.sample)
-    alias_prob, alias_idx = alias_table(counts)
-    codes, points, lengths = huffman(counts) if config.hs else \
-        (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
-    sig, logsig = sigmoid_tables()
     state, meta = raytrain.restore()
     if state is None:
         state = init_state(layout, config.seed)
@@ -193,29 +171,9 @@ def _train(loop: dict, rank: int, world: int) -> None:
             state[:layout.vocab_size][known] = loop["initial"][known]
         meta = {"epochs_done": 0, "epoch_losses": [], "epoch_seconds": []}
     device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
-    state_t = torch.from_numpy(state).to(device)  # on CPU: the same memory as `state`
+    worker = WorkerLoop(config, layout, loop["counts"], device, rank, state)
+    state_t = worker.state_t
     anchor_t = state_t.clone() if world > 1 else None  # state at the last sync
-    syn0, syn1neg, syn1 = layout.views(state)
-    device_tables = DeviceTables(device, alias_prob, alias_idx, codes, points, lengths, config.seed + rank) \
-        if device.type != "cpu" else None
-    sg = config.architecture == "skipgram"
-    total = config.epochs * max(share, 1)
-
-    def train(ids, offsets, position: int, rng_state, stats) -> None:
-        """One block; position: this worker's words before it, over all epochs (for the decay)."""
-        a0 = config.alpha - (config.alpha - config.min_alpha) * position / total
-        a1 = config.alpha - (config.alpha - config.min_alpha) * (position + len(ids)) / total
-        if device_tables is None:
-            train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows, keep, alias_prob,
-                        alias_idx, codes, points, lengths, sg, config.negative, config.hs, config.window, a0, a1,
-                        rng_state, sig, logsig, stats)
-            return
-        input_offsets, input_rows, targets, kept = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows,
-                                                                 sg, config.window, rng_state)
-        stats[0] += train_examples(*layout.views(state_t), input_offsets, input_rows, targets, device_tables,
-                                   config.negative, config.hs, a0, a1, config.gpu_batch)
-        stats[1] += len(targets)
-        stats[2] += kept
 
     def sync() -> None:
         if world == 1:
@@ -233,25 +191,19 @@ def _train(loop: dict, rank: int, world: int) -> None:
     for epoch in range(meta["epochs_done"], config.epochs):
         start = time.perf_counter()
         fault = epoch == 1 and rank == fault_rank and raytrain.fault_pending(loop)
-        seed = np.random.SeedSequence((config.seed, epoch, rank)).generate_state(1, np.uint64)
-        rng_state = np.array(seed, dtype=np.uint64)  # (1,) the kernel's LCG state
-        bounds = [math.ceil(share * k / config.syncs_per_epoch) for k in range(1, config.syncs_per_epoch + 1)]
-        stats = np.zeros(3)  # loss sum, examples, words kept
-        done, syncs = 0, 0
-        for path, group, _ in units:
-            ids, offsets = _read_unit(fs, path, group, layout.vocab_size)
-            for first, last in _blocks(offsets, config.block_words):
-                while syncs < len(bounds) - 1 and done >= bounds[syncs]:
-                    sync()
-                    syncs += 1
-                block_ids = ids[offsets[first]:offsets[last]]
-                train(block_ids, offsets[first:last + 1] - offsets[first], epoch * share + done, rng_state, stats)
-                done += len(block_ids)
-                progress(epoch * share + done)
-                if fault and done >= share // 2:
-                    raytrain.inject_fault(loop["fault_injection"], rank, epoch)
-        if fault:  # a worker with no words gets here: it fails at the epoch's end
-            raytrain.inject_fault(loop["fault_injection"], rank, epoch)
+        bounds, syncs = sync_bounds(share, config.syncs_per_epoch), 0
+
+        def on_block(done: int) -> None:
+            nonlocal syncs
+            while syncs < len(bounds) - 1 and done >= bounds[syncs]:  # the last one after the epoch
+                sync()
+                syncs += 1
+            progress(epoch * share + done)
+            if fault and (done >= share // 2 or share == 0):  # a worker with no words fails at once
+                raytrain.inject_fault(loop["fault_injection"], rank, epoch)
+
+        stats, done = worker.epoch(epoch, units, lambda path, group: read_unit(fs, path, group, layout.vocab_size),
+                                   on_block)
         for _ in range(syncs, len(bounds)):
             sync()
         totals = torch.tensor([stats[0], stats[1], stats[2], done], dtype=torch.float64, device=device)
@@ -266,14 +218,3 @@ def _train(loop: dict, rank: int, world: int) -> None:
         progress((epoch + 1) * share, force=True)
         progress.epoch(epoch + 1, loss)
         raytrain.report(metrics, (state_t.cpu().numpy(), meta) if rank == 0 else None)
-
-
-def _blocks(offsets: np.ndarray, block_words: int):
-    """(first doc, end doc) ranges of whole documents of about block_words words each."""
-    docs = len(offsets) - 1
-    first = 0
-    while first < docs:
-        last = int(np.searchsorted(offsets, offsets[first] + block_words, side="left"))
-        last = min(max(last, first + 1), docs)
-        yield first, last
-        first = last
