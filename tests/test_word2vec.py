@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from pipelines.config import Word2VecConfig
-from workers.word2vec import (alias_table, huffman, init_state, keep_probabilities, make_layout, sigmoid_tables,
-                              word_vectors)
+from workers.word2vec import alias_table, huffman, init_state, keep_probabilities, make_layout, sigmoid_tables
 from workers.word2vec_numba import train_block
 from workers.word2vec_torch import DeviceTables, make_examples, train_examples
 

@@ -109,6 +109,9 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     storage_options = dict(storage_options or {})
     units = scan_tokens(tokens_uri, storage_options)
     rank_to_units = deal(units, config.num_workers)
+    if len(units) < config.num_workers:
+        log.warning("%s: %d tokens row groups for %d workers; %d workers will idle (more corpus shards give more "
+                    "tokens files)", tokens_uri, len(units), config.num_workers, config.num_workers - len(units))
     fasttext = isinstance(config, FastTextConfig) and config.max_n >= config.min_n
     layout = make_layout(vocabulary, config.dim, config.negative > 0, config.hs,
                          (config.min_n, config.max_n, config.buckets) if fasttext else None)
