@@ -171,6 +171,8 @@ def ray_session():
     os.environ.update(env)
     import ray
 
+    if ray.is_initialized():  # a job test earlier in the session started its own local Ray
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=True, _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
