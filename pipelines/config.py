@@ -132,6 +132,45 @@ class LsaConfig(SvdSettings):
     model: Literal["lsa"] = "lsa"
 
 
+class Word2VecConfig(Section):
+    """word2vec (workers/word2vec_train.py); the vocabulary (min_count) is the statistics'."""
+    model: Literal["word2vec"] = "word2vec"
+    architecture: Literal["skipgram", "cbow"] = "skipgram"
+    dim: int = Field(100, ge=1)
+    window: int = Field(5, ge=1)  # largest window; each position draws 1..window (dynamic window)
+    negative: int = Field(5, ge=0)  # noise words per target (0: no negative sampling)
+    hs: bool = False  # hierarchical softmax over the Huffman tree of the vocabulary counts
+    sample: float = Field(1e-3, ge=0)  # subsampling threshold t (0: keep every word)
+    epochs: int = Field(5, ge=1)
+    alpha: float = Field(0.025, gt=0)  # learning rate at the start, falling linearly to min_alpha
+    min_alpha: float = Field(0.0001, ge=0)
+    num_workers: int = Field(2, ge=1)  # Ray Train workers
+    use_gpu: bool = False
+    syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
+    block_words: int = Field(200_000, ge=1)  # words per kernel call (progress and sync granularity)
+    gpu_batch: int = Field(32_768, ge=1)  # training examples per torch step (GPU)
+    seed: int = 0
+    max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint
+    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
+    init_from: str | None = None  # NAME[@VERSION] of a published table in the store: warm-start known words
+
+    @field_validator("hs")
+    @classmethod
+    def _some_output(cls, v, info):
+        if not v and info.data.get("negative") == 0:
+            raise ValueError("negative is 0 and hs is false: the model has no output layer; set negative > 0 "
+                             "or hs: true")
+        return v
+
+
+class FastTextConfig(Word2VecConfig):
+    """fastText: word2vec over words as the mean of their vector and their character n-gram vectors."""
+    model: Literal["fasttext"] = "fasttext"
+    min_n: int = Field(3, ge=1)
+    max_n: int = Field(6, ge=1)  # max_n < min_n: no n-grams (plain word2vec)
+    buckets: int = Field(2_000_000, ge=1)  # n-gram hash buckets
+
+
 def _model_kind(value: Any) -> str | None:
     """The `model:` section's kind; GloVe when the section leaves it out."""
     return value.get("model", "glove") if isinstance(value, dict) else getattr(value, "model", None)
@@ -143,6 +182,8 @@ MODEL_CONFIGS: dict[str, type[Section]] = {
     "glove": GloveConfig,
     "ppmi_svd": PpmiSvdConfig,
     "lsa": LsaConfig,
+    "word2vec": Word2VecConfig,
+    "fasttext": FastTextConfig,
 }
 ModelConfig = Annotated[
     Union[tuple(Annotated[config, Tag(kind)] for kind, config in MODEL_CONFIGS.items())],

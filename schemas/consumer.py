@@ -14,13 +14,15 @@ A reference is NAME, NAME@VERSION, NAME@ALIAS or NAME@TIMESTAMP (schemas/refs.py
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import io
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from schemas import export
+from schemas import export, subwords
+from schemas.fs import filesystem
 from schemas.store import StoreError, TableStore, VersionInfo
 
 
@@ -92,6 +94,8 @@ class Embeddings(VectorTable):
         if len(self._token_to_row) != len(self.tokens):
             raise ValueError(f"{name}: tokens are not unique; each token must have one row")
         self._unit: np.ndarray | None = None  # (V, dim) rows scaled to length 1, built on first query
+        # token -> (dim,) vector or None, for tokens not in the table (fastText: from subwords)
+        self.oov: Callable[[str], np.ndarray | None] | None = None
 
     @classmethod
     def from_table(cls, table: pa.Table, *, name: str = "embeddings", version: int | None = None,
@@ -119,7 +123,12 @@ class Embeddings(VectorTable):
                            "training min_count or beyond max_vocab_size are left out)") from None
 
     def vector(self, token: str) -> np.ndarray:
-        """(dim,) float32 vector of `token`; KeyError naming the token and the table when absent."""
+        """(dim,) float32 vector of `token`; KeyError naming the token and the table when absent
+        (a table with subwords gives out-of-vocabulary tokens the mean of their n-gram vectors)."""
+        if token not in self._token_to_row and self.oov is not None:
+            vector = self.oov(token)
+            if vector is not None:
+                return vector
         return self.vectors[self.index(token)]
 
     def vectors_for(self, tokens: Sequence[str]) -> np.ndarray:
@@ -136,6 +145,8 @@ class Embeddings(VectorTable):
         Ties are broken by row order (rows are sorted by id, i.e. by frequency), so results are
         deterministic.
         """
+        if isinstance(token_or_vector, str) and token_or_vector not in self and self.oov is not None:
+            token_or_vector = self.vector(token_or_vector)  # out of vocabulary: its subword vector
         if isinstance(token_or_vector, str):
             row = self.index(token_or_vector)
             top, scores = self._top_k(self.vectors[row], k, exclude=row)
@@ -226,8 +237,7 @@ def open_embeddings(store_uri: str, ref: str, storage_options: Mapping[str, str]
 
     `storage_options` are deltalake/object_store-style (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
     """
-    _, name, info, table = _load(store_uri, ref, storage_options, "embeddings")
-    return Embeddings.from_table(table, name=name, version=info.version, metadata=info.metadata)
+    return _embeddings(*_load(store_uri, ref, storage_options, "embeddings"))
 
 
 def open_documents(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Documents:
@@ -238,9 +248,10 @@ def open_documents(store_uri: str, ref: str, storage_options: Mapping[str, str] 
 
 def open_table(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None) -> Embeddings | Documents:
     """Embeddings for a word table, Documents for a document table."""
-    _, name, info, table = _load(store_uri, ref, storage_options, None)
-    kind = Documents if "doc_id" in table.column_names else Embeddings
-    return kind.from_table(table, name=name, version=info.version, metadata=info.metadata)
+    store, name, info, table = _load(store_uri, ref, storage_options, None)
+    if "doc_id" in table.column_names:
+        return Documents.from_table(table, name=name, version=info.version, metadata=info.metadata)
+    return _embeddings(store, name, info, table)
 
 
 def _load(store_uri: str, ref: str, storage_options: Mapping[str, str] | None,
@@ -259,3 +270,22 @@ def _load(store_uri: str, ref: str, storage_options: Mapping[str, str] | None,
         raise StoreError(f"{name}@{version} is a word table (token, id, count, vector); "
                          "open it with open_embeddings() or open_table()")
     return store, name, info, table
+
+
+def _embeddings(store: TableStore, name: str, info: VersionInfo, table: pa.Table) -> Embeddings:
+    embeddings = Embeddings.from_table(table, name=name, version=info.version, metadata=info.metadata)
+    if "subwords" in info.metadata:  # fastText: out-of-vocabulary words get their n-grams' vector
+        embeddings.oov = _subword_vectors(store, name, info.version, info.metadata["subwords"])
+    return embeddings
+
+
+def _subword_vectors(store: TableStore, name: str, version: int, spec: Mapping[str, Any]):
+    """The OOV rule of schemas/subwords.py over the version's published n-gram bucket table."""
+    if spec.get("hash") != subwords.HASH:
+        raise ValueError(f"{name}@{version}: subwords hashed with {spec.get('hash')!r}; this consumer knows "
+                         f"{subwords.HASH!r}; upgrade firth")
+    fs, path = filesystem(store.artifact_uri(name, version, spec["artifact"]), store.storage_options)
+    with np.load(io.BytesIO(fs.cat_file(path)), allow_pickle=False) as published:
+        bucket_ids, bucket_vectors = published["bucket_ids"], published["vectors"]  # (K,), (K, dim)
+    return lambda token: subwords.oov_vector(token, bucket_ids, bucket_vectors, spec["min_n"], spec["max_n"],
+                                             spec["buckets"])

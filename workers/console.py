@@ -75,15 +75,16 @@ class Console:
     """Driver side of the channel: a thread that draws the progress bar and logs the workers'
     warnings, failures and restores while the block (trainer.fit()) runs."""
 
-    def __init__(self, channel, label: str, epochs: int, max_failures: int, rank_to_share: list[int], progress: bool):
-        self.channel, self.label, self.rank_to_share = channel, label, rank_to_share  # entries per epoch
+    def __init__(self, channel, label: str, epochs: int, max_failures: int, rank_to_share: list[int], progress: bool,
+                 unit: str = "entries"):
+        self.channel, self.label, self.rank_to_share = channel, label, rank_to_share  # units per epoch
         self.epochs, self.max_failures = epochs, max_failures
         self.bar = tqdm(total=epochs * sum(rank_to_share), desc=f"{label} (starting Ray Train workers)",
-                        unit="entries", unit_scale=True, leave=False) if progress else None
+                        unit=unit, unit_scale=True, leave=False) if progress else None
         self.rank_to_position = [0] * len(rank_to_share)  # entries each rank has trained, all epochs
         self.starts = self.failures = 0
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._poll, name="glove-console", daemon=True)
+        self.thread = threading.Thread(target=self._poll, name=f"{label}-console", daemon=True)
 
     def __enter__(self) -> Console:
         self.thread.start()

@@ -43,38 +43,29 @@ result (which entries each sees between syncs); on the GPU index_add_ order is n
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray
 import ray.train
 import torch
 import torch.distributed as dist
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from pipelines.config import GloveConfig, JobConfig
 from pipelines.statistics import StatisticsSummary
-from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
-from schemas.fs import filesystem, pyarrow_filesystem
+from schemas.fs import filesystem
 from schemas.tables import COOCCURRENCE, check
+from workers import raytrain
 from workers.glove import init_state, published_vectors, sgd_numba, sgd_torch
 from workers.trainers import Trained
 
 log = logging.getLogger(__name__)
 
 RUN_NAME = "glove"  # Ray run folder under checkpoint_uri
-STATE_FILE, META_FILE = "state.npy", "meta.json"  # in each checkpoint
-INPUT_FILE = "input.json"  # beside the Ray run: which input the checkpoints belong to
 # a checkpoint resumes only with the same data and these settings; epochs may grow, and workers,
 # syncs, shuffle buffer and device may change (they change how, not what, is optimised)
 RESUMABLE_WITH_SAME = {"dim", "x_max", "alpha", "learning_rate", "seed"}
@@ -121,45 +112,18 @@ def _fit(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *, storage
         log.warning("%s: %d co-occurrence files for %d workers; %d workers will idle (write more buckets: "
                     "statistics.n_buckets)", cooccurrence_uri, len(files), config.num_workers,
                     config.num_workers - len(files))
-    _claim(checkpoint_uri, storage_options, {"files": files, "vocab_size": vocab_size,
-                                              **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)})
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    own_ray = not ray.is_initialized()  # else the caller chose how Ray's output is shown
-    if own_ray:
-        # A local Ray on loopback (or the cluster at $RAY_ADDRESS) whose processes' output stays
-        # in its log files: the driver shows what matters through workers/console.py.
-        local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}  # a cluster has its own
-        ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
-    if config.use_gpu and not ray.cluster_resources().get("GPU"):
-        raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
-                         "or connect to a cluster with GPUs")
-    storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
+    raytrain.claim(checkpoint_uri, storage_options, {"files": files, "vocab_size": vocab_size,
+                                                     **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)},
+                   RESUMABLE_WITH_SAME)
     rank_to_share = [sum(sum(rows) for _, rows in files[r::config.num_workers]) for r in range(config.num_workers)]
-    channel = Channel.remote()
-    try:
-        trainer = TorchTrainer(
-            _train_loop_per_worker,
-            train_loop_config={"uri": cooccurrence_uri, "storage_options": storage_options, "files": files,
-                               "vocab_size": vocab_size, "config": config.model_dump(mode="json"),
-                               "fault_injection": fault_injection, "progress": progress, "sync": sync,
-                               "channel": channel, "forward_logs": own_ray},  # else Ray's streaming shows them
-            scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
-            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path, storage_filesystem=storage_fs,
-                                 failure_config=FailureConfig(max_failures=config.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
-                                 callbacks=[FailureCallback(channel)],
-                                 logging_config=LoggingConfig(log_level="WARNING")),
-        )
-        with Console(channel, "GloVe", config.epochs, config.max_failures, rank_to_share, progress):
-            result = trainer.fit()
-    finally:
-        ray.kill(channel)
-    if result.checkpoint is None:
-        raise RuntimeError(f"{checkpoint_uri}: the training run ended without a checkpoint")
-    with result.checkpoint.as_directory() as folder:
-        meta = json.loads((Path(folder) / META_FILE).read_text())
-        state = np.load(Path(folder) / STATE_FILE, mmap_mode="r")  # (2, 2V, D+1)
-        vectors = published_vectors(state[0], vocab_size)
+    loop_config = {"uri": cooccurrence_uri, "storage_options": storage_options, "files": files,
+                   "vocab_size": vocab_size, "config": config.model_dump(mode="json"),
+                   "fault_injection": fault_injection, "sync": sync}
+    state, meta = raytrain.fit(_train, loop_config, run_name=RUN_NAME, label="GloVe", unit="entries",
+                               num_workers=config.num_workers, use_gpu=config.use_gpu,
+                               max_failures=config.max_failures, epochs=config.epochs, rank_to_share=rank_to_share,
+                               checkpoint_uri=checkpoint_uri, storage_options=storage_options, progress=progress)
+    vectors = published_vectors(state[0], vocab_size)  # state: (2, 2V, D+1)
     seconds = sum(meta["epoch_seconds"])
     return GloveResult(vectors=vectors, epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
                        entries_per_sec=meta["entries"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9))
@@ -181,26 +145,6 @@ def scan_parts(uri: str, vocab_size: int, storage_options: dict) -> list[tuple[s
         check(meta.schema.to_arrow_schema().empty_table(), COOCCURRENCE, f"cooccurrence at {path}")  # footer only
         files.append((path, [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]))
     return files
-
-
-def _claim(checkpoint_uri: str, storage_options: dict, training_input: dict) -> None:
-    """Record which input the checkpoints under `checkpoint_uri` belong to; refuse another input.
-
-    A rerun with the same input resumes from the last checkpoint (Ray finds it by run name), and
-    one that asks for no more epochs than were run returns its vectors; one with other data,
-    vocab_size or RESUMABLE_WITH_SAME settings must not start from those parameters.
-    """
-    fs, root = filesystem(checkpoint_uri, storage_options)
-    path = root.rstrip("/") + "/" + INPUT_FILE
-    wanted = json.dumps(training_input, sort_keys=True)
-    if fs.exists(path):
-        if fs.cat_file(path).decode() != wanted:
-            raise ValueError(f"{checkpoint_uri}: holds checkpoints of another training input (co-occurrence files, "
-                             f"vocab_size or model.{'/'.join(sorted(RESUMABLE_WITH_SAME))} differ); delete it or "
-                             "set model.checkpoint_dir elsewhere")
-        return
-    fs.makedirs(root, exist_ok=True)
-    fs.pipe_file(path, wanted.encode())
 
 
 class _Shard:
@@ -245,29 +189,11 @@ def _permuted(parts: list[tuple[np.ndarray, ...]], rng: np.random.Generator) -> 
     return tuple(np.concatenate([p[k] for p in parts])[order] for k in range(3))
 
 
-def _train_loop_per_worker(loop: dict) -> None:
-    # Ray Train sets the worker's root logger to INFO; its report lines go there (module docstring)
-    logging.getLogger().setLevel(logging.WARNING)
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
-    forward = ForwardLogs(loop["channel"], rank) if loop["forward_logs"] else None
-    if forward is not None:
-        logging.captureWarnings(True)  # warnings.warn too, as py.warnings records
-        for logger in (logging.getLogger(), logging.getLogger("ray.train")):  # ray.train does not propagate
-            logger.addHandler(forward)
-    try:
-        _train(loop, rank, context.get_world_size())
-    finally:  # the failure itself reaches the driver through FailureCallback
-        if forward is not None:
-            for logger in (logging.getLogger(), logging.getLogger("ray.train")):
-                logger.removeHandler(forward)
-
-
 def _train(loop: dict, rank: int, world: int) -> None:
     config = GloveConfig.model_validate(loop["config"])
     vocab_size = loop["vocab_size"]
     shard = _Shard(loop["uri"], loop["storage_options"], loop["files"][rank::world], vocab_size)
-    state, meta = _restore(ray.train.get_checkpoint())
+    state, meta = raytrain.restore()
     if state is None:
         state = init_state(vocab_size, config.dim, config.seed)
         meta = {"epochs_done": 0, "epoch_losses": [], "epoch_seconds": []}
@@ -291,21 +217,12 @@ def _train(loop: dict, rank: int, world: int) -> None:
         anchor_t.add_(state_t)
         state_t.copy_(anchor_t)
 
-    channel, sent_at = loop["channel"], 0.0
-
-    def progress(position: int, force: bool = False) -> None:
-        """Tell the driver this rank's entries done over all epochs (absolute, so a restart rewinds)."""
-        nonlocal sent_at
-        if loop["progress"] and (force or time.monotonic() - sent_at >= PROGRESS_EVERY_S):
-            channel.put.remote(("progress", rank, position))
-            sent_at = time.monotonic()
-
-    if rank == 0:
-        channel.put.remote(("start", meta["epochs_done"]))
+    progress = raytrain.Progress(loop, rank)
+    progress.start(meta["epochs_done"])
     fault_rank = 1 if world > 1 else 0
     for epoch in range(meta["epochs_done"], config.epochs):
         start = time.perf_counter()
-        fault_at = shard.n_entries // 2 if epoch == 1 and rank == fault_rank and _fault_pending(loop) else None
+        fault_at = shard.n_entries // 2 if epoch == 1 and rank == fault_rank and raytrain.fault_pending(loop) else None
         # entries done at each sync: even fractions of this worker's share, the last one at its end
         bounds = [math.ceil(shard.n_entries * k / config.syncs_per_epoch) for k in range(1, config.syncs_per_epoch + 1)]
         cost, done, syncs = 0.0, 0, 0
@@ -320,9 +237,9 @@ def _train(loop: dict, rank: int, world: int) -> None:
                 pos, done = pos + take, done + take
                 progress(epoch * shard.n_entries + done)
                 if fault_at is not None and done >= fault_at:
-                    _inject_fault(loop["fault_injection"], rank, epoch)
+                    raytrain.inject_fault(loop["fault_injection"], rank, epoch)
         if fault_at is not None:  # only a worker without entries gets here: it fails at the epoch's end
-            _inject_fault(loop["fault_injection"], rank, epoch)
+            raytrain.inject_fault(loop["fault_injection"], rank, epoch)
         for _ in range(syncs, len(bounds)):
             sync()
         totals = torch.tensor([cost, done], dtype=torch.float64, device=device)
@@ -334,39 +251,5 @@ def _train(loop: dict, rank: int, world: int) -> None:
                 "epoch_seconds": [*meta["epoch_seconds"], seconds]}
         metrics = {"epoch": epoch + 1, "loss": loss, "entries_per_sec": entries / seconds}
         progress((epoch + 1) * shard.n_entries, force=True)
-        if rank == 0:
-            channel.put.remote(("epoch", epoch + 1, loss))
-        _report(metrics, (state_t.cpu().numpy(), meta) if rank == 0 else None)
-
-
-def _report(metrics: dict, checkpoint: tuple[np.ndarray, dict] | None) -> None:
-    """ray.train.report on every rank (it is a barrier); rank 0 passes (state, meta) to checkpoint."""
-    if checkpoint is None:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        np.save(Path(folder) / STATE_FILE, checkpoint[0])
-        (Path(folder) / META_FILE).write_text(json.dumps(checkpoint[1]))
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
-
-
-def _restore(checkpoint: Checkpoint | None) -> tuple[np.ndarray | None, dict]:
-    """(state, meta) of the run's last checkpoint (after a failure, or from an earlier run), or (None, {})."""
-    if checkpoint is None:
-        return None, {}
-    with checkpoint.as_directory() as folder:
-        return np.load(Path(folder) / STATE_FILE), json.loads((Path(folder) / META_FILE).read_text())
-
-
-def _fault_pending(loop: dict) -> bool:
-    """A fault is to be injected: a marker path was given and no earlier attempt created it."""
-    if not loop["fault_injection"]:
-        return False
-    fs, path = filesystem(loop["fault_injection"])
-    return not fs.exists(path)
-
-
-def _inject_fault(marker: str, rank: int, epoch: int) -> None:
-    fs, path = filesystem(marker)
-    fs.touch(path)
-    raise RuntimeError(f"fault injected on rank {rank} in epoch {epoch + 1} (marker {marker})")
+        progress.epoch(epoch + 1, loss)
+        raytrain.report(metrics, (state_t.cpu().numpy(), meta) if rank == 0 else None)

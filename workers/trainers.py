@@ -28,6 +28,8 @@ TRAINERS = {
     "glove": "workers.train:train",
     "ppmi_svd": "workers.count_models:train_ppmi_svd",
     "lsa": "workers.count_models:train_lsa",
+    "word2vec": "workers.word2vec_train:train",
+    "fasttext": "workers.word2vec_train:train",
 }
 
 

@@ -1,0 +1,228 @@
+"""word2vec and fastText: firth against gensim 4.4 in the same run, on the same tokenised sentences.
+
+    # statistics (vocabulary + tokens table, min_count 5) of the benchmark corpus, then the comparison
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py /work/bench-corpus [--models sg,cbow,fasttext]
+    # reuse statistics computed before (a folder with vocabulary.parquet and tokens/)
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats
+    # export them (plus the evaluation files) for a machine without gensim, Ray or pydantic
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats --export bench-data
+    # skip-gram with the batched torch kernel alone on one device (needs torch, numpy, pyarrow, numba, scipy)
+    python benchmarks/word2vec_vs_gensim.py --data bench-data --device cuda --skip-gensim
+
+Settings (both sides): dim 100, window 5, negative 5, sample 1e-3, min_count 5 (the
+statistics'), 5 epochs, alpha 0.025 -> 0.0001, 2 workers; fastText n-grams 3..6 in 2 M buckets.
+gensim gets firth's tokens table as sentences (documents, split at gensim's 10,000-word limit),
+so both train on the same words. words/s = corpus words x epochs / training seconds (firth:
+its epoch time, without Ray's start; gensim: `train()`); wall = everything, Ray start included.
+Peak memory: the summed RSS of this process and its children (Ray workers), sampled.
+Quality: pipelines/evaluate.py (WordSim-353 Spearman ρ, 3CosAdd analogies over 30 k words).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
+
+SETTINGS = dict(dim=100, window=5, negative=5, hs=False, sample=1e-3, epochs=5, alpha=0.025, min_alpha=0.0001)
+FASTTEXT = dict(min_n=3, max_n=6, buckets=2_000_000)
+EVAL_FILES = ("wordsim353.tsv", "questions-words.txt")
+
+
+def read_statistics(folder: str) -> tuple[list[str], np.ndarray, list[str]]:
+    vocabulary = pq.read_table(os.path.join(folder, "vocabulary.parquet"))
+    files = sorted(glob.glob(os.path.join(folder, "tokens", "shard-*.parquet")))
+    if not files:
+        raise SystemExit(f"{folder}: no tokens/shard-*.parquet; pass the statistics folder of a firth run")
+    return vocabulary["token"].to_pylist(), vocabulary["count"].to_numpy(), files
+
+
+def units_of(files: list[str]) -> list[tuple[str, int, int]]:
+    units = []
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        leaf = next(c for c in range(meta.num_columns) if meta.schema.column(c).path.startswith("token_ids"))
+        units += [(path, g, meta.row_group(g).column(leaf).num_values) for g in range(meta.num_row_groups)]
+    return units
+
+
+def evaluation(tokens: list[str], vectors: np.ndarray, data: str | None) -> dict[str, float]:
+    import pipelines.evaluate as evaluate
+
+    if data:  # the evaluation files exported beside the tokens (no gensim on that machine)
+        evaluate._gensim_test_data = lambda name: Path(data) / name
+    return evaluate.evaluate(tokens, vectors, 30_000)
+
+
+def compute_statistics(corpus: str, folder: str) -> None:
+    from pipelines.config import JobConfig
+    from pipelines.engines import open_engine
+    from pipelines.corpus import list_shards
+    from pipelines.statistics import Location, compute_statistics as run
+
+    config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [f"{corpus.rstrip('/')}/*.jsonl.gz"]},
+                                       "statistics": {"n_workers": 2, "min_count": 5, "window": 5},
+                                       "store": {"uri": folder}})
+    with open_engine(config.statistics) as engine:
+        run(list_shards(config.corpus), config, engine, Location(folder, {}))
+
+
+def export(stats: str, destination: str) -> None:
+    import gensim
+
+    dest = Path(destination)
+    (dest / "tokens").mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(stats) / "vocabulary.parquet", dest)
+    for path in sorted(Path(stats, "tokens").glob("shard-*.parquet")):
+        shutil.copy(path, dest / "tokens")
+    for name in EVAL_FILES:
+        shutil.copy(Path(gensim.__file__).parent / "test" / "test_data" / name, dest)
+    print(f"exported {stats} to {dest}")
+
+
+def sentences(tokens: list[str], files: list[str], limit: int = 10_000) -> list[list[str]]:
+    """Every document as a list of words, split at gensim's MAX_WORDS_IN_BATCH."""
+    vocabulary = np.array(tokens, dtype=object)
+    out = []
+    for path in files:
+        column = pq.read_table(path, columns=["token_ids"]).column(0).combine_chunks()
+        ids, offsets = column.values.to_numpy(), column.offsets.to_numpy()
+        for d in range(len(offsets) - 1):
+            for start in range(offsets[d], offsets[d + 1], limit):
+                out.append(vocabulary[ids[start:min(start + limit, offsets[d + 1])]].tolist())
+    return out
+
+
+def run_firth(model: str, tokens, counts, files, workers: int, data: str | None) -> dict:
+    from benchmarks.glove_bench import PeakMemory
+    from pipelines.config import FastTextConfig, Word2VecConfig
+    from workers.word2vec_train import train_word2vec
+
+    cls = FastTextConfig if model == "fasttext" else Word2VecConfig
+    config = cls(**SETTINGS, **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
+                 architecture="cbow" if model == "cbow" else "skipgram")
+    with tempfile.TemporaryDirectory() as checkpoints, PeakMemory() as memory:
+        start = time.perf_counter()
+        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints)
+        wall = time.perf_counter() - start
+    return {"words_per_sec": result.words_per_sec, "wall_s": wall, "peak_gb": memory.peak_total / 2**30,
+            "loss": result.epoch_losses[-1], **evaluation(tokens, result.vectors, data)}
+
+
+def run_gensim(model: str, corpus: list[list[str]], words: int, workers: int) -> dict:
+    from benchmarks.glove_bench import PeakMemory
+    from gensim.models import FastText, Word2Vec
+
+    args = dict(vector_size=SETTINGS["dim"], window=SETTINGS["window"], negative=SETTINGS["negative"], hs=0,
+                sample=SETTINGS["sample"], alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"], min_count=1,
+                workers=workers, sg=int(model != "cbow"), epochs=SETTINGS["epochs"], seed=1)
+    if model == "fasttext":
+        args |= dict(min_n=FASTTEXT["min_n"], max_n=FASTTEXT["max_n"], bucket=FASTTEXT["buckets"])
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        trained = (FastText if model == "fasttext" else Word2Vec)(**args)
+        trained.build_vocab(corpus)
+        train_start = time.perf_counter()
+        trained.train(corpus, total_examples=len(corpus), epochs=SETTINGS["epochs"])
+        end = time.perf_counter()
+    return {"words_per_sec": words * SETTINGS["epochs"] / (end - train_start), "wall_s": end - start,
+            "peak_gb": memory.peak_total / 2**30, "loss": float("nan"),
+            **evaluation(trained.wv.index_to_key, trained.wv.vectors, None)}
+
+
+def run_device(tokens, counts, files, device: str, data: str | None, batch: int) -> dict:
+    """Skip-gram with the torch kernel in this process (no Ray): the GPU figure."""
+    import torch
+
+    from workers.word2vec import make_layout, word_vectors
+    from workers.word2vec_loop import WorkerLoop, read_unit
+
+    class LocalFiles:
+        def open(self, path, mode):
+            return open(path, mode)
+
+    config = SimpleNamespace(**SETTINGS, architecture="skipgram", seed=0, block_words=2_000_000, gpu_batch=batch)
+    layout = make_layout(tokens, config.dim, True, False)
+    worker = WorkerLoop(config, layout, counts, torch.device(device), rank=0, torch_kernel=True)
+    units = units_of(files)
+    start = time.perf_counter()
+    losses = []
+    for epoch in range(config.epochs):
+        stats, words = worker.epoch(epoch, units, lambda p, g: read_unit(LocalFiles(), p, g, len(tokens)))
+        losses.append(stats[0] / max(stats[1], 1))
+        print(f"  epoch {epoch + 1}: loss {losses[-1]:.4f}", flush=True)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    state = worker.state_t.cpu().numpy()
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
+    return {"words_per_sec": words * config.epochs / seconds, "wall_s": seconds, "peak_gb": peak,
+            "loss": losses[-1], **evaluation(tokens, word_vectors(layout, state), data)}
+
+
+def show(model: str, firth: dict, gensim: dict | None) -> None:
+    keys = ["words_per_sec", "wall_s", "peak_gb", "loss", "wordsim353_spearman", "analogy_accuracy"]
+    print(f"\n{model}")
+    print(f"  {'':22}{'firth':>12}{'gensim':>12}{'firth/gensim':>14}")
+    for key in keys:
+        ours = firth.get(key, float("nan"))
+        theirs = gensim.get(key, float("nan")) if gensim else float("nan")
+        ratio = ours / theirs if gensim and theirs else float("nan")
+        print(f"  {key:22}{ours:12.4g}{theirs:12.4g}{ratio:14.3f}")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus", nargs="?", help="folder made by make-corpus.sh (statistics are computed)")
+    parser.add_argument("--stats", help="a statistics folder (vocabulary.parquet, tokens/) to reuse")
+    parser.add_argument("--data", help="an exported folder (--export): tokens, vocabulary and evaluation files")
+    parser.add_argument("--export", help="copy the statistics and evaluation files here, then stop")
+    parser.add_argument("--models", default="sg,cbow,fasttext")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", help="cpu or cuda: skip-gram with the torch kernel in-process, no Ray")
+    parser.add_argument("--batch", type=int, default=32_768, help="examples per torch step (--device)")
+    parser.add_argument("--skip-gensim", action="store_true")
+    args = parser.parse_args()
+
+    stats = args.data or args.stats
+    temporary = None
+    if stats is None:
+        if not args.corpus:
+            parser.error("give a corpus folder, --stats or --data")
+        temporary = tempfile.mkdtemp(prefix="w2v-bench-")
+        stats = temporary
+        start = time.perf_counter()
+        compute_statistics(args.corpus, stats)
+        print(f"statistics: {time.perf_counter() - start:.1f} s")
+    if args.export:
+        export(stats, args.export)
+        return
+    tokens, counts, files = read_statistics(stats)
+    words = int(sum(u[2] for u in units_of(files)))
+    print(f"corpus: {words:,} words in {len(files)} tokens files, vocabulary {len(tokens):,}")
+    if args.device:
+        show(f"skip-gram, torch kernel on {args.device}", run_device(tokens, counts, files, args.device, args.data,
+                                                                     args.batch), None)
+        return
+    corpus = None if args.skip_gensim else sentences(tokens, files)
+    for model in args.models.split(","):
+        firth = run_firth(model, tokens, counts, files, args.workers, args.data)
+        gensim = None if args.skip_gensim else run_gensim(model, corpus, words, args.workers)
+        show({"sg": "skip-gram", "cbow": "CBOW", "fasttext": "fastText (skip-gram)"}[model], firth, gensim)
+    if temporary:
+        shutil.rmtree(temporary)
+
+
+if __name__ == "__main__":
+    main()
