@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -58,10 +59,14 @@ def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_inje
     model, options = config.model, config.store.storage_options
     shards = list_shards(config.corpus)
     start_folder = _local_folder("start")
+    _say(f"starting encoder: {model.checkpoint or 'a new BERT with a tokenizer trained on the corpus'}")
     _prepare_start(model, shards, config, start_folder)
+    _say("collecting training pairs and the held-out evaluation set")
     data = _prepare_data(model, shards, config, checkpoint_uri, options)
+    _say(f"{data['pairs']} training pairs, {data['texts']} MLM texts, {len(data['eval'])} held-out title -> body queries")
     metrics = {"training_pairs": float(data["pairs"]), "eval_queries": float(len(data["eval"]))}
     if data["eval"]:
+        _say("evaluating the starting encoder")
         metrics |= {f"{k}_start": v for k, v in evaluate_retrieval(load_encoder(start_folder), data["eval"]).items()}
 
     settings = TrainSettings(epochs=model.epochs, mlm_epochs=model.mlm_epochs, batch_size=model.batch_size,
@@ -77,8 +82,10 @@ def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_inje
                                              checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
         metrics["samples_per_sec"] = sum(e["samples"] for e in epochs) / max(sum(e["seconds"] for e in epochs), 1e-9)
     if data["eval"]:
+        _say("evaluating the trained encoder")
         metrics |= evaluate_retrieval(load_encoder(model_folder), data["eval"])
 
+    _say(f"embedding the corpus on {model.embed_workers} Ray actor(s)")
     table, embedded = embed_corpus(model_folder, shards, config, output_uri=join(checkpoint_uri, "embeddings.parquet"))
     spec = json.loads((Path(model_folder) / "firth_encoder.json").read_text())
     return Trained(table=table, epoch_losses=[e["loss"] for e in epochs], metrics=metrics,
@@ -86,6 +93,10 @@ def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_inje
                    metadata={"encoder": {**spec, "dim": embedded["dim"], "documents": embedded["documents"],
                                          "rows": embedded["rows"], "epochs": epochs,
                                          "model_artifact": "model", "load_with": "workers.encoder.model.load_encoder"}})
+
+
+def _say(message: str) -> None:
+    print(f"firth: encoder: {message}", file=sys.stderr, flush=True)
 
 
 def _local_folder(label: str) -> Path:
