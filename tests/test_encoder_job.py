@@ -43,6 +43,9 @@ def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_
     published = run(config, fault_injection=str(marker))  # rank 1 fails mid epoch 2: restored from epoch 1
     assert marker.exists() and published.version == 0
     assert "statistics" not in published.timings  # an encoder reads the corpus itself
+    import ray
+
+    assert not ray.is_initialized(), "the Ray the trainer started is shut down once the table is built"
 
     store = TableStore(config.store.uri)
     info = store.info("docs")

@@ -52,7 +52,19 @@ TEXTS_SCHEMA = pa.schema([("text", pa.string())])
 
 
 def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_injection: str | None = None) -> Trained:
-    """The job's entry point (workers.trainers): train the encoder, evaluate it, embed the corpus."""
+    """The job's entry point (workers.trainers): train the encoder, evaluate it, embed the corpus.
+
+    A Ray started here (none was running) is shut down before returning: the table is a reader of
+    a Parquet file and needs no Ray."""
+    own_ray = start_ray()
+    try:
+        return _train_and_embed(config, checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
+    finally:
+        if own_ray:
+            stop_ray()
+
+
+def _train_and_embed(config: JobConfig, *, checkpoint_uri: str, fault_injection: str | None) -> Trained:
     from workers.encoder.embed import embed_corpus
     from workers.encoder.retrieval import evaluate_retrieval
 
@@ -180,14 +192,25 @@ def _read(uri: str, options: dict) -> pa.Table:
         return pq.read_table(f)
 
 
+_ray_started_here = False  # the running Ray was started by start_ray (its worker output is not streamed)
+
+
 def start_ray() -> bool:
-    """Start a local Ray on loopback (or join $RAY_ADDRESS) unless the caller did; True if started here."""
+    """Start a local Ray on loopback (or join $RAY_ADDRESS) unless the caller did; True if started now."""
+    global _ray_started_here
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
     local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}
     ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
+    _ray_started_here = True
     return True
+
+
+def stop_ray() -> None:
+    global _ray_started_here
+    ray.shutdown()
+    _ray_started_here = False
 
 
 def train_encoder(start_uri: str, data: dict, settings: TrainSettings, model: EncoderConfig, *,
@@ -195,7 +218,8 @@ def train_encoder(start_uri: str, data: dict, settings: TrainSettings, model: En
                   progress: bool = True) -> tuple[Path, list[dict]]:
     """Train the encoder at `start_uri` with `model.num_workers` Ray Train workers; return the final
     model folder (local) and one record per epoch (loss, samples, seconds: all workers)."""
-    own_ray = start_ray()
+    start_ray()
+    own_ray = _ray_started_here  # then worker output reaches the driver through workers/console.py only
     if model.use_gpu and not ray.cluster_resources().get("GPU"):
         raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
                          "or connect to a cluster with GPUs")
