@@ -3,6 +3,7 @@
     firth run CONFIG.yaml [--store URI]
     firth tables list | show | versions | promote | rollback | gc | export   (pipelines/tables_cli.py)
     firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
+    firth search NAME[@VERSION] "QUERY TEXT" [-k K] [--index exact|hnsw|ivf|auto] [--json]
 
 The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
 ./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables.
@@ -50,7 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     neighbors.add_argument("-k", type=int, default=10)
     neighbors.set_defaults(command=_neighbors)
 
-    for sub in (neighbors,):
+    search = commands.add_parser("search", help="documents most similar to a text (document tables of encoders)")
+    search.add_argument("ref", metavar="NAME[@VERSION]")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--index", choices=["exact", "hnsw", "ivf", "auto"], default="exact",
+                        help="exact (default) or an approximate FAISS index for large tables")
+    search.set_defaults(command=_search)
+
+    for sub in (neighbors, search):
         sub.add_argument("--store", help="table store URI (default: $FIRTH_STORE or ./firth-store)")
         sub.add_argument("--config", help="take the store from this config file")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
@@ -82,7 +91,8 @@ def _run(args) -> int:
         for problem in published.skipped["problems"]:
             print(f"    {problem}")
     firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth
-    print(f"next: {firth} neighbors {published.table} WORD --store {published.store}")
+    query = 'search {} "QUERY TEXT"' if config.model.model == "encoder" else "neighbors {} WORD"
+    print(f"next: {firth} {query.format(published.table)} --store {published.store}")
     return 0
 
 
@@ -97,6 +107,20 @@ def _neighbors(args) -> int:
     else:
         for token, score in result:
             print(f"{score:7.4f}  {token}")
+    return 0
+
+
+def _search(args) -> int:
+    from workers.encoder.search import open_search  # torch and transformers load only for this command
+
+    store = _store(args)
+    hits = open_search(store.uri, args.ref, store.storage_options, index=args.index).search(args.query, k=args.k)
+    if args.json:
+        print(json.dumps([hit._asdict() for hit in hits]))
+    else:
+        for hit in hits:
+            snippet = " ".join((hit.text or "").split())[:80]
+            print(f"{hit.score:7.4f}  {hit.doc_id}" + (f"#{hit.chunk}" if hit.chunk else "") + f"  {snippet}")
     return 0
 
 

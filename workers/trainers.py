@@ -30,20 +30,21 @@ TRAINERS = {
     "lsa": "workers.count_models:train_lsa",
     "word2vec": "workers.word2vec_train:train",
     "fasttext": "workers.word2vec_train:train",
+    "encoder": "workers.encoder.train:train",
 }
 
 
 @dataclass
 class Trained:
     vectors: np.ndarray | None = None  # (V, dim) float32, row = vocabulary id (word models)
-    table: pa.Table | None = None  # a finished document table (document models)
+    table: pa.Table | pa.RecordBatchReader | None = None  # a finished document table (document models), or a stream of it
     epoch_losses: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)  # the model's own (e.g. retrieval); merged with evaluation's
     artifacts: dict[str, bytes | str | PathLike] = field(default_factory=dict)  # published with the version
     metadata: dict = field(default_factory=dict)  # extra lineage, e.g. how to use the artifacts
 
 
-def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: str,
+def train(config: JobConfig, statistics: StatisticsSummary | None, *, checkpoint_uri: str,
           fault_injection: str | None = None) -> Trained:
     kind = config.model.model
     module_name, function_name = TRAINERS[kind].split(":")

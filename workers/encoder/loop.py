@@ -1,0 +1,150 @@
+"""The training loop of one worker, without Ray: MLM epochs, then contrastive epochs.
+
+Ray Train workers (workers/encoder/train.py) run it under DDP with `rank`/`world` and a callback
+that reports and checkpoints each epoch; the benchmark runs it in one process on one device.
+
+Data split: each epoch draws one permutation of all rows from (seed, epoch); rank r takes every
+world-th row of it and cuts `steps = rows // (world * batch_size)` batches (the same count on every
+rank, as DDP needs). In-batch negatives are those of the rank's own batch (no all-gather).
+Learning rate: linear warm-up over the first `warmup_fraction` of a phase's steps, then linear
+decay to zero, computed from the step number alone, so a resumed run continues on the same curve.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.encoder.inference import autocast
+from workers.encoder.model import Encoder
+from workers.encoder.objectives import contrastive_loss, mask_tokens
+from workers.encoder.pairs import Pair
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 1  # contrastive epochs
+    mlm_epochs: int = 0  # masked-language-model epochs, before the contrastive ones
+    batch_size: int = 32  # per worker
+    learning_rate: float = 3e-5
+    warmup_fraction: float = 0.1
+    temperature: float = 0.05
+    mlm_probability: float = 0.15
+    seed: int = 0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.mlm_epochs + self.epochs
+
+
+@dataclass
+class EpochResult:
+    epoch: int  # 1-based, counting MLM epochs first
+    phase: str  # "mlm" or "contrastive"
+    loss: float  # mean over this rank's steps
+    samples: int  # examples this rank trained on
+    seconds: float
+
+
+def steps_per_epoch(rows: int, batch_size: int, world: int) -> int:
+    return rows // (batch_size * world)
+
+
+def epoch_rows(rows: int, batch_size: int, rank: int, world: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """This rank's batches of row indices for `epoch`: steps_per_epoch(...) arrays of batch_size."""
+    order = np.random.default_rng((seed, epoch)).permutation(rows)[rank::world]
+    steps = steps_per_epoch(rows, batch_size, world)
+    return [order[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+
+
+def learning_rate(step: int, total_steps: int, settings: TrainSettings) -> float:
+    warmup = max(1, int(total_steps * settings.warmup_fraction))
+    if step < warmup:
+        return settings.learning_rate * (step + 1) / warmup
+    return settings.learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+def contrastive_step(model: nn.Module, encoder: Encoder, batch: list[Pair], temperature: float,
+                     device: torch.device) -> torch.Tensor:
+    """Loss of one batch; `model` is the encoder or its DDP wrapper (three forwards, one backward)."""
+    with autocast(device):
+        anchor = model(**encoder.tokenize([p.anchor for p in batch], device))  # (batch, dim)
+        positive = model(**encoder.tokenize([p.positive for p in batch], device))  # (batch, dim)
+        negative = None
+        if all(p.negative is not None for p in batch):  # hard negatives only when the whole batch has them
+            negative = model(**encoder.tokenize([p.negative for p in batch], device))
+    return contrastive_loss(anchor, positive, negative, temperature)
+
+
+def mlm_step(model: nn.Module, encoder: Encoder, texts: list[str], probability: float, device: torch.device,
+             generator: torch.Generator) -> torch.Tensor:
+    """Masked-LM loss of one batch; `model` is a BertForMaskedLM (or its DDP wrapper) sharing encoder's weights."""
+    tokenizer = encoder.tokenizer
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=encoder.spec.max_length, return_tensors="pt",
+                      return_special_tokens_mask=True, return_token_type_ids=False)
+    inputs, labels = mask_tokens(batch["input_ids"], batch["special_tokens_mask"], mask_token_id=tokenizer.mask_token_id,
+                                 vocab_size=len(tokenizer), probability=probability, generator=generator)
+    with autocast(device):
+        out = model(input_ids=inputs.to(device), attention_mask=batch["attention_mask"].to(device),
+                    labels=labels.to(device))
+    return out.loss
+
+
+def fit(encoder: Encoder, masked_lm: nn.Module | None, pairs: list[Pair], texts: list[str], settings: TrainSettings, *,
+        device: torch.device, rank: int = 0, world: int = 1, start_epoch: int = 0,
+        optimizer_state: dict | None = None, wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+        on_step: Callable[[int, int], None] | None = None,
+        on_epoch: Callable[[EpochResult, dict], None] | None = None) -> list[EpochResult]:
+    """Train from `start_epoch` to settings.total_epochs; return this call's epochs.
+
+    `wrap` turns a module into what is called (DDP under Ray Train). `on_step(epoch, steps_done)`
+    after each step; `on_epoch(result, optimizer_state)` after each epoch (to report and checkpoint).
+    `optimizer_state` resumes AdamW within the phase it was saved in.
+    """
+    if start_epoch < settings.mlm_epochs and masked_lm is None:
+        raise ValueError("mlm_epochs > 0 needs the encoder's masked-LM form (model.mlm_epochs)")
+    results, phase_optimizer = [], None
+    generator = torch.Generator().manual_seed(settings.seed * 1000 + rank)
+    for epoch in range(start_epoch, settings.total_epochs):
+        phase = "mlm" if epoch < settings.mlm_epochs else "contrastive"
+        trained = masked_lm if phase == "mlm" else encoder
+        if phase_optimizer is None or phase_optimizer[0] != phase:
+            optimizer = torch.optim.AdamW(trained.parameters(), lr=settings.learning_rate)
+            if optimizer_state is not None and optimizer_state.get("phase") == phase:
+                optimizer.load_state_dict(optimizer_state["state"])
+            phase_optimizer, model = (phase, optimizer), wrap(trained)
+        rows = len(texts) if phase == "mlm" else len(pairs)
+        batches = epoch_rows(rows, settings.batch_size, rank, world, settings.seed, epoch)
+        if not batches:
+            raise ValueError(f"{rows} training {'texts' if phase == 'mlm' else 'pairs'} for {world} worker(s) of "
+                             f"batch_size {settings.batch_size}: not one full batch; lower model.batch_size or give "
+                             "more documents")
+        phase_epoch = epoch - (0 if phase == "mlm" else settings.mlm_epochs)
+        total_steps = len(batches) * (settings.mlm_epochs if phase == "mlm" else settings.epochs)
+        trained.train()
+        start, loss_sum = time.perf_counter(), 0.0
+        for step, rows_of_batch in enumerate(batches):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(phase_epoch * len(batches) + step, total_steps, settings)
+            if phase == "mlm":
+                loss = mlm_step(model, encoder, [texts[i] for i in rows_of_batch], settings.mlm_probability, device,
+                                generator)
+            else:
+                loss = contrastive_step(model, encoder, [pairs[i] for i in rows_of_batch], settings.temperature, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach())
+            if on_step is not None:
+                on_step(epoch, step + 1)
+        result = EpochResult(epoch + 1, phase, loss_sum / len(batches), len(batches) * settings.batch_size,
+                             time.perf_counter() - start)
+        results.append(result)
+        if on_epoch is not None:
+            on_epoch(result, {"phase": phase, "state": optimizer.state_dict()})
+    encoder.eval()
+    return results

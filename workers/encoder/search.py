@@ -1,0 +1,176 @@
+"""Semantic search over a published document table, with the table's own encoder.
+
+    search = open_search("s3://bucket/store", "docs@3", storage_options)
+    search.search("how do I parse command-line options?", k=5)   # [Hit(doc_id, chunk, score, text), ...]
+
+The encoder is the version's "model" artifact, fetched once into a local cache (keyed by the
+publish id, so a version's cache entry never goes stale). Scores are cosine similarities. A table
+of chunk rows answers with documents: each document once, at its best chunk.
+
+Indexes: "exact" (default) scores every row (one matrix-vector product); "hnsw" and "ivf" are FAISS
+approximate indexes for tables too large for that, whose recall against exact is measured in
+tests/test_encoder_search.py (figures in benchmarks/README.md). "auto": exact up to AUTO_EXACT_ROWS rows, else IVF.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+AUTO_EXACT_ROWS = 200_000
+CANDIDATES_PER_HIT = 4  # approximate indexes fetch k x this rows, so that chunks of one document do not crowd out k
+
+
+class Hit(NamedTuple):
+    doc_id: str
+    chunk: int
+    score: float  # cosine similarity
+    text: str | None
+
+
+class ExactIndex:
+    """Every row scored: (q, dim) queries -> (q, n) scores."""
+
+    def __init__(self, unit_vectors: np.ndarray):
+        self.vectors = unit_vectors  # (n, dim), rows of length 1
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self.vectors.T  # (q, n)
+        k = min(k, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (q, k) unordered
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        rows = np.take_along_axis(top, order, axis=1)
+        return np.take_along_axis(scores, rows, axis=1), rows
+
+
+class FaissIndex:
+    """Inner product on unit vectors (= cosine) with FAISS HNSW or IVF-flat."""
+
+    def __init__(self, unit_vectors: np.ndarray, kind: str = "hnsw", *, hnsw_m: int = 32, ef_search: int = 128,
+                 nlist: int | None = None, nprobe: int = 16, seed: int = 0):
+        import faiss
+
+        n, dim = unit_vectors.shape
+        vectors = np.ascontiguousarray(unit_vectors, dtype=np.float32)
+        if kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = max(2 * hnsw_m, 64)
+            self.index.add(vectors)
+            self.index.hnsw.efSearch = ef_search
+        elif kind == "ivf":
+            nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants >= 39 points per list
+            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            self.index.cp.seed = seed
+            self.index.train(vectors)
+            self.index.add(vectors)
+            self.index.nprobe = min(nprobe, nlist)
+        else:
+            raise ValueError(f"index {kind!r}: use exact, hnsw, ivf or auto")
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)  # (q, k) each
+        return scores, rows  # rows -1 where fewer than k were found
+
+
+def build_index(unit_vectors: np.ndarray, kind: str = "exact"):
+    if kind == "auto":
+        kind = "exact" if len(unit_vectors) <= AUTO_EXACT_ROWS else "ivf"  # higher recall than HNSW in benchmarks/README.md
+    return ExactIndex(unit_vectors) if kind == "exact" else FaissIndex(unit_vectors, kind)
+
+
+class DocumentSearch:
+    """A document table and the encoder that made it: text in, the k most similar documents out."""
+
+    def __init__(self, table: pa.Table, encoder, *, ref: str = "documents", index: str = "exact",
+                 device: str = "cpu"):
+        vector = table.column("vector").combine_chunks()
+        vectors = vector.flatten().to_numpy(zero_copy_only=False).reshape(len(table), vector.type.list_size)
+        self.unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # (n, dim)
+        if encoder.dim != self.unit.shape[1]:
+            raise ValueError(f"{ref}: vectors have dim {self.unit.shape[1]} but its model gives {encoder.dim}; "
+                             "the table and its model artifact do not belong together")
+        self.doc_ids = table.column("doc_id").to_pylist()
+        self.chunks = table.column("chunk").to_numpy()
+        self.texts = table.column("text").to_pylist()
+        self.doc_codes = table.column("doc_id").combine_chunks().dictionary_encode().indices.to_numpy()  # (n,)
+        self.chunked = len(np.unique(self.doc_codes)) < len(self.doc_codes)
+        self.encoder, self.ref, self.device = encoder, ref, device
+        self.index_kind = index
+        self.index = build_index(self.unit, index)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        from workers.encoder.inference import embed_texts
+
+        vectors = embed_texts(self.encoder, texts, device=self.device)  # (q, dim)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        """The k documents most similar to `text`, best first (ties by row order)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("search: the query text is empty; give some words to search for")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return self.search_vectors(self.embed([text]), k)[0]
+
+    def search_vectors(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """(q, dim) unit query vectors -> q lists of up to k hits."""
+        fetch = len(self) if self.chunked and isinstance(self.index, ExactIndex) else \
+            min(len(self), k * (CANDIDATES_PER_HIT if self.chunked else 1))
+        scores, rows = self.index.search(queries, fetch)
+        results = []
+        for row_scores, row_ids in zip(scores, rows):
+            hits, seen = [], set()
+            for score, row in zip(row_scores, row_ids):
+                if row < 0 or self.doc_codes[row] in seen:
+                    continue
+                seen.add(self.doc_codes[row])
+                hits.append(Hit(self.doc_ids[row], int(self.chunks[row]), float(score), self.texts[row]))
+                if len(hits) == k:
+                    break
+            results.append(hits)
+        return results
+
+
+def model_cache_dir() -> Path:
+    return Path(os.environ.get("FIRTH_CACHE") or Path.home() / ".cache" / "firth") / "models"
+
+
+def open_search(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None, *,
+                index: str = "exact", cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> DocumentSearch:
+    """Load document table `ref` ('name' or 'name@3') and its encoder from the store at `store_uri`."""
+    from schemas.store import TableStore, parse_ref
+    from workers.encoder.model import load_encoder
+
+    name, version = parse_ref(ref)
+    store = TableStore(store_uri, storage_options)
+    info = store.info(name, version)  # pins the version: table, model and metadata agree
+    pinned = f"{name}@{info.version}"
+    if "model" not in info.artifacts:
+        raise ValueError(f"{pinned} has no 'model' artifact, so queries cannot be embedded; search works on "
+                         f"document tables published by `model: encoder` (this one is a "
+                         f"{info.metadata.get('model', 'unknown')} table)")
+    table = store.read(name, info.version)
+    if "doc_id" not in table.column_names:
+        raise ValueError(f"{pinned} is a word table; use `firth neighbors` for it")
+    folder = Path(cache_dir or model_cache_dir()) / name / info.artifacts["model"].strip("/").replace("/", "-")
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".fetch-"))
+        try:
+            store.fetch_artifact(name, info.version, "model", scratch / "model")
+            os.replace(scratch / "model", folder)  # atomic: a half-fetched model is never used
+        except OSError:
+            if not folder.is_dir():
+                raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return DocumentSearch(table, load_encoder(folder).to(device), ref=pinned, index=index, device=device)

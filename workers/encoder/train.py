@@ -1,0 +1,361 @@
+"""Encoder training on Ray Train, and the job's entry point for `model: encoder`.
+
+    corpus ──> start folder (checkpoint or new BERT + corpus tokenizer)  ─┐
+          ──> pairs.parquet / texts.parquet (held-out documents excluded) ─┴─> TorchTrainer (DDP) ─> model folder
+          ──> held-out title -> body queries ──> recall@10 / MRR@10 (before and after training)
+    model folder ──> workers.encoder.embed (Ray actors) ──> the document table, published by the job
+
+Each Ray Train worker runs workers.encoder.loop.fit on its share of the rows (DDP: gloo on CPU,
+NCCL with bf16 autocast on GPUs). After every epoch rank 0 checkpoints the model folder, AdamW's
+state and meta.json through `ray.train.report`; after a worker failure (FailureConfig) the workers
+restart from the last one. Progress, worker warnings and failures reach the driver through
+workers/console.py, as for GloVe.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from pipelines.config import EncoderConfig, JobConfig
+from pipelines.corpus import Shard, ShardReport, iter_documents, list_shards
+from schemas.fs import filesystem, join, pyarrow_filesystem
+from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
+from workers.encoder.loop import EpochResult, TrainSettings, fit, steps_per_epoch
+from workers.encoder.model import (EncoderSpec, build_encoder, load_encoder, load_trainable, resolve_checkpoint,
+                                   save_trainable)
+from workers.encoder.pairs import Pair, corpus_pairs, is_held_out, read_pairs_file
+from workers.encoder.retrieval import title_and_body
+from workers.trainers import Trained
+
+log = logging.getLogger(__name__)
+
+RUN_NAME = "encoder"
+META_FILE, OPTIMIZER_FILE, MODEL_DIR = "meta.json", "optimizer.pt", "model"  # in each checkpoint
+PAIRS_SCHEMA = pa.schema([("anchor", pa.string()), ("positive", pa.string()), ("negative", pa.string())])
+TEXTS_SCHEMA = pa.schema([("text", pa.string())])
+
+
+def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_injection: str | None = None) -> Trained:
+    """The job's entry point (workers.trainers): train the encoder, evaluate it, embed the corpus.
+
+    A Ray started here (none was running) is shut down before returning: the table is a reader of
+    a Parquet file and needs no Ray."""
+    own_ray = start_ray()
+    try:
+        return _train_and_embed(config, checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
+    finally:
+        if own_ray:
+            stop_ray()
+
+
+def _train_and_embed(config: JobConfig, *, checkpoint_uri: str, fault_injection: str | None) -> Trained:
+    from workers.encoder.embed import embed_corpus
+    from workers.encoder.retrieval import evaluate_retrieval
+
+    model, options = config.model, config.store.storage_options
+    shards = list_shards(config.corpus)
+    start_folder = _local_folder("start")
+    _say(f"starting encoder: {model.checkpoint or 'a new BERT with a tokenizer trained on the corpus'}")
+    _prepare_start(model, shards, config, start_folder)
+    _say("collecting training pairs and the held-out evaluation set")
+    data = _prepare_data(model, shards, config, checkpoint_uri, options)
+    _say(f"{data['pairs']} training pairs, {data['texts']} MLM texts, {len(data['eval'])} held-out title -> body queries")
+    metrics = {"training_pairs": float(data["pairs"]), "eval_queries": float(len(data["eval"]))}
+    if data["eval"]:
+        _say("evaluating the starting encoder")
+        metrics |= {f"{k}_start": v for k, v in evaluate_retrieval(load_encoder(start_folder), data["eval"]).items()}
+
+    settings = TrainSettings(epochs=model.epochs, mlm_epochs=model.mlm_epochs, batch_size=model.batch_size,
+                             learning_rate=model.learning_rate, temperature=model.temperature,
+                             mlm_probability=model.mlm_probability, seed=model.seed)
+    epochs: list[dict] = []
+    model_folder = start_folder
+    if settings.total_epochs:
+        start_uri = join(checkpoint_uri, "start-model")
+        fs, path = filesystem(start_uri, options)
+        fs.put(str(start_folder).rstrip("/") + "/", path, recursive=True)
+        model_folder, epochs = train_encoder(start_uri, data, settings, model, storage_options=options,
+                                             checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
+        metrics["samples_per_sec"] = sum(e["samples"] for e in epochs) / max(sum(e["seconds"] for e in epochs), 1e-9)
+    if data["eval"]:
+        _say("evaluating the trained encoder")
+        metrics |= evaluate_retrieval(load_encoder(model_folder), data["eval"])
+
+    _say(f"embedding the corpus on {model.embed_workers} Ray actor(s)")
+    table, embedded = embed_corpus(model_folder, shards, config, output_uri=join(checkpoint_uri, "embeddings.parquet"))
+    spec = json.loads((Path(model_folder) / "firth_encoder.json").read_text())
+    return Trained(table=table, epoch_losses=[e["loss"] for e in epochs], metrics=metrics,
+                   artifacts={"model": str(model_folder)},
+                   metadata={"encoder": {**spec, "dim": embedded["dim"], "documents": embedded["documents"],
+                                         "rows": embedded["rows"], "epochs": epochs,
+                                         "model_artifact": "model", "load_with": "workers.encoder.model.load_encoder"}})
+
+
+def _say(message: str) -> None:
+    print(f"firth: encoder: {message}", file=sys.stderr, flush=True)
+
+
+def _local_folder(label: str) -> Path:
+    """A scratch folder that lives until the process ends (the job publishes it as an artifact)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"firth-encoder-{label}-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _documents(shards: list[Shard], config: JobConfig) -> Iterator[tuple[str, str]]:
+    for shard in shards:
+        for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri)):
+            yield from zip(batch.ids, batch.texts)
+
+
+def _prepare_start(model: EncoderConfig, shards: list[Shard], config: JobConfig, folder: Path) -> None:
+    """The starting encoder, saved to `folder`: a checkpoint, or a new BERT with a corpus tokenizer."""
+    spec = EncoderSpec(model.pooling, model.normalize, model.max_length, origin=model.checkpoint or "")
+    if model.checkpoint is not None:
+        encoder = load_encoder(resolve_checkpoint(model.checkpoint), spec)
+        encoder.save(folder)
+        return
+    from workers.encoder.subword import train_subword_tokenizer
+
+    texts = (text for _, (doc_id, text) in zip(range(model.tokenizer_documents), _documents(shards, config))
+             if not is_held_out(doc_id, model.holdout_fraction))
+    tokenizer = train_subword_tokenizer(texts, model.vocab_size, model.tokenizer)
+    spec = EncoderSpec(model.pooling, model.normalize, model.max_length,
+                       origin=f"bert layers={model.layers} heads={model.heads} hidden={model.hidden_size}")
+    encoder, masked_lm = build_encoder(tokenizer, layers=model.layers, heads=model.heads,
+                                       hidden_size=model.hidden_size, intermediate_size=model.intermediate_size,
+                                       max_length=model.max_length, spec=spec, seed=model.seed)
+    save_trainable(encoder, masked_lm, folder)
+
+
+def _prepare_data(model: EncoderConfig, shards: list[Shard], config: JobConfig, checkpoint_uri: str,
+                  options: dict) -> dict:
+    """One pass over the corpus: training pairs and MLM texts (not held out) to Parquet beside the
+    checkpoints, and the held-out (title, body) evaluation set, kept here."""
+    evaluation: list[tuple[str, str]] = []
+    texts: list[str] = []
+
+    def documents() -> Iterator[tuple[str, str]]:
+        for doc_id, text in _documents(shards, config):
+            if is_held_out(doc_id, model.holdout_fraction):
+                split = title_and_body(text)
+                if split is not None and len(evaluation) < model.eval_documents:
+                    evaluation.append(split)
+            elif len(texts) < model.mlm_documents and model.mlm_epochs:
+                texts.append(text)
+            yield doc_id, text
+
+    corpus = documents()
+    source = (read_pairs_file(model.pairs, config.corpus.storage_options) if model.pairs else
+              corpus_pairs(corpus, model.positives, holdout_fraction=model.holdout_fraction, seed=model.seed))
+    pairs: list[Pair] = [pair for _, pair in zip(range(model.max_pairs), source)] if model.epochs else []
+    for _ in corpus:  # the rest of the evaluation set and of the MLM texts
+        if len(evaluation) >= model.eval_documents and (len(texts) >= model.mlm_documents or not model.mlm_epochs):
+            break
+    if model.epochs and len(pairs) < model.batch_size * model.num_workers:
+        raise ValueError(f"{model.pairs or 'corpus'}: {len(pairs)} training pairs ({model.positives if not model.pairs else 'pairs file'}), "
+                         f"fewer than one batch per worker ({model.batch_size} x {model.num_workers}); add documents, "
+                         "lower model.batch_size, or use model.positives: spans / dropout")
+    _write(pa.table({"anchor": [p.anchor for p in pairs], "positive": [p.positive for p in pairs],
+                     "negative": [p.negative for p in pairs]}, schema=PAIRS_SCHEMA), join(checkpoint_uri, "pairs.parquet"), options)
+    _write(pa.table({"text": texts}, schema=TEXTS_SCHEMA), join(checkpoint_uri, "texts.parquet"), options)
+    return {"pairs": len(pairs), "texts": len(texts), "eval": evaluation,
+            "pairs_uri": join(checkpoint_uri, "pairs.parquet"), "texts_uri": join(checkpoint_uri, "texts.parquet")}
+
+
+def _write(table: pa.Table, uri: str, options: dict) -> None:
+    fs, path = filesystem(uri, options)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
+
+
+def _read(uri: str, options: dict) -> pa.Table:
+    fs, path = filesystem(uri, options)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f)
+
+
+_ray_started_here = False  # the running Ray was started by start_ray (its worker output is not streamed)
+
+
+def start_ray() -> bool:
+    """Start a local Ray on loopback (or join $RAY_ADDRESS) unless the caller did; True if started now."""
+    global _ray_started_here
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}
+    ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
+    _ray_started_here = True
+    return True
+
+
+def stop_ray() -> None:
+    global _ray_started_here
+    ray.shutdown()
+    _ray_started_here = False
+
+
+def train_encoder(start_uri: str, data: dict, settings: TrainSettings, model: EncoderConfig, *,
+                  storage_options: dict, checkpoint_uri: str, fault_injection: str | None = None,
+                  progress: bool = True) -> tuple[Path, list[dict]]:
+    """Train the encoder at `start_uri` with `model.num_workers` Ray Train workers; return the final
+    model folder (local) and one record per epoch (loss, samples, seconds: all workers)."""
+    start_ray()
+    own_ray = _ray_started_here  # then worker output reaches the driver through workers/console.py only
+    if model.use_gpu and not ray.cluster_resources().get("GPU"):
+        raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
+                         "or connect to a cluster with GPUs")
+    storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
+    steps = [steps_per_epoch(data["texts"], settings.batch_size, model.num_workers)] * settings.mlm_epochs + \
+            [steps_per_epoch(data["pairs"], settings.batch_size, model.num_workers)] * settings.epochs
+    channel = Channel.remote()
+    try:
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config={"start_uri": start_uri, "storage_options": storage_options, "data": {
+                                   k: data[k] for k in ("pairs_uri", "texts_uri")},
+                               "settings": settings.__dict__, "use_gpu": model.use_gpu, "steps": steps,
+                               "fault_injection": fault_injection, "progress": progress, "channel": channel,
+                               "forward_logs": own_ray},
+            scaling_config=ScalingConfig(num_workers=model.num_workers, use_gpu=model.use_gpu),
+            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path, storage_filesystem=storage_fs,
+                                 failure_config=FailureConfig(max_failures=model.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 callbacks=[FailureCallback(channel)],
+                                 logging_config=LoggingConfig(log_level="WARNING")),
+        )
+        share = max(1, round(sum(steps) / len(steps)))  # steps per epoch (MLM and contrastive epochs may differ)
+        with Console(channel, "Encoder", settings.total_epochs, model.max_failures, [share] * model.num_workers,
+                     progress):
+            result = trainer.fit()
+    finally:
+        ray.kill(channel)
+    if result.checkpoint is None:
+        raise RuntimeError(f"{checkpoint_uri}: the encoder training run ended without a checkpoint")
+    folder = _local_folder("trained")
+    with result.checkpoint.as_directory() as checkpoint:
+        meta = json.loads((Path(checkpoint) / META_FILE).read_text())
+        shutil.copytree(Path(checkpoint) / MODEL_DIR, folder, dirs_exist_ok=True)
+    if settings.mlm_epochs:  # publish the encoder alone, without the MLM head
+        load_encoder(folder).save(_replace(folder))
+    return folder, meta["epochs"]
+
+
+def _replace(folder: Path) -> Path:
+    for item in folder.iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    return folder
+
+
+def _train_loop_per_worker(loop: dict) -> None:
+    logging.getLogger().setLevel(logging.WARNING)  # Ray Train sets the worker's root logger to INFO
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    forward = ForwardLogs(loop["channel"], rank) if loop["forward_logs"] else None
+    loggers = (logging.getLogger(), logging.getLogger("ray.train"))  # ray.train does not propagate
+    if forward is not None:
+        logging.captureWarnings(True)
+        for logger in loggers:
+            logger.addHandler(forward)
+    try:
+        _train(loop, rank, world)
+    finally:  # the failure itself reaches the driver through FailureCallback
+        if forward is not None:
+            for logger in loggers:
+                logger.removeHandler(forward)
+
+
+def _train(loop: dict, rank: int, world: int) -> None:
+    settings = TrainSettings(**loop["settings"])
+    options = loop["storage_options"]
+    device = ray.train.torch.get_device() if loop["use_gpu"] else torch.device("cpu")
+    folder = Path(tempfile.mkdtemp(prefix="firth-encoder-worker-"))
+    try:
+        meta, optimizer_state = {"epochs_done": 0, "epochs": []}, None
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as saved:
+                shutil.copytree(Path(saved) / MODEL_DIR, folder, dirs_exist_ok=True)
+                meta = json.loads((Path(saved) / META_FILE).read_text())
+                optimizer_state = torch.load(Path(saved) / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+        else:
+            fs, path = filesystem(loop["start_uri"], options)
+            fs.get(path.rstrip("/") + "/", str(folder), recursive=True)
+        with_mlm = meta["epochs_done"] < settings.mlm_epochs
+        encoder, masked_lm = load_trainable(folder, with_masked_lm=with_mlm)
+        encoder.to(device)
+        if masked_lm is not None:
+            masked_lm.to(device)
+        pairs_table, texts_table = (_read(loop["data"][k], options) for k in ("pairs_uri", "texts_uri"))
+        pairs = [Pair(a, p, n) for a, p, n in zip(*(pairs_table.column(c).to_pylist() for c in PAIRS_SCHEMA.names))]
+        texts = texts_table.column("text").to_pylist()
+
+        channel, steps, sent_at = loop["channel"], loop["steps"], [0.0]
+        fault_rank = 1 if world > 1 else 0
+        inject = rank == fault_rank and _fault_pending(loop["fault_injection"])
+
+        def on_step(epoch: int, done: int) -> None:
+            if inject and epoch == 1 and done >= max(1, steps[epoch] // 2):
+                fs, path = filesystem(loop["fault_injection"])
+                fs.touch(path)
+                raise RuntimeError(f"fault injected on rank {rank} in epoch {epoch + 1} (marker {loop['fault_injection']})")
+            if loop["progress"] and time.monotonic() - sent_at[0] >= PROGRESS_EVERY_S:
+                channel.put.remote(("progress", rank, sum(steps[:epoch]) + done))
+                sent_at[0] = time.monotonic()
+
+        def on_epoch(result: EpochResult, optimizer: dict) -> None:
+            totals = torch.tensor([result.loss, result.samples, result.seconds], dtype=torch.float64, device=device)
+            if world > 1:
+                torch.distributed.all_reduce(totals)  # on the default (gloo or NCCL) group
+            loss, samples, seconds = totals[0].item() / world, int(totals[1].item()), totals[2].item() / world
+            meta["epochs_done"] = result.epoch
+            meta["epochs"].append({"epoch": result.epoch, "phase": result.phase, "loss": loss, "samples": samples,
+                                   "seconds": seconds})
+            if loop["progress"]:
+                channel.put.remote(("progress", rank, sum(steps[:result.epoch])))
+                if rank == 0:
+                    channel.put.remote(("epoch", result.epoch, loss))
+            metrics = {"epoch": result.epoch, "loss": loss, "samples_per_sec": samples / max(seconds, 1e-9)}
+            if rank != 0:
+                ray.train.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as out:
+                keep_mlm = masked_lm if result.epoch < settings.mlm_epochs else None
+                save_trainable(encoder, keep_mlm, Path(out) / MODEL_DIR)
+                torch.save(optimizer, Path(out) / OPTIMIZER_FILE)
+                (Path(out) / META_FILE).write_text(json.dumps(meta))
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
+
+        if rank == 0:
+            channel.put.remote(("start", meta["epochs_done"]))
+        wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, forward_sync_buffers=False)) if world > 1 else (lambda m: m)
+        fit(encoder, masked_lm, pairs, texts, settings, device=device, rank=rank, world=world,
+            start_epoch=meta["epochs_done"], optimizer_state=optimizer_state, wrap=wrap, on_step=on_step,
+            on_epoch=on_epoch)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fault_pending(marker: str | None) -> bool:
+    if not marker:
+        return False
+    fs, path = filesystem(marker)
+    return not fs.exists(path)
