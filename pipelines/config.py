@@ -111,6 +111,37 @@ class EvaluationConfig(Section):
     analogy_vocab: int = Field(30_000, ge=1)  # 3CosAdd searches the most frequent N words
 
 
+class ScheduleConfig(Section):
+    """When and how a nightly run starts (`firth schedule render`; pipelines/schedule.py)."""
+
+    cron: str  # five fields: minute hour day-of-month month day-of-week, e.g. "30 2 * * *"
+    timezone: str = "UTC"  # IANA name the cron expression is read in, e.g. Europe/Berlin
+    action: Literal["submit", "run-incremental"] = "submit"  # firth submit --wait, or firth run --incremental
+    address: str | None = None  # Ray dashboard URL (http://HEAD:8265), required for action submit
+    config_path: str | None = None  # the config's path where the schedule runs; default: this file's path
+    firth: str = "firth"  # the command on the scheduling host (cron, systemd)
+    image: str | None = None  # container image of the CronJob; default firth:<package version>
+    namespace: str = "default"  # Kubernetes namespace of the CronJob
+    starting_deadline_s: int = Field(3600, ge=10)  # a run missed by longer than this is skipped (k8s, docs)
+
+    @field_validator("cron")
+    @classmethod
+    def _parses(cls, v):
+        from pipelines.schedule import parse_cron  # raises ValueError naming the field
+        parse_cron(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone; use an IANA name such as UTC or Europe/Berlin") from None
+        return v
+
+
 class JobConfig(Section):
     table: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # name of the published table
     corpus: CorpusConfig
@@ -119,6 +150,7 @@ class JobConfig(Section):
     model: ModelConfig = GloveConfig()
     store: StoreConfig = StoreConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    schedule: ScheduleConfig | None = None  # nightly runs: pipelines/schedule.py
 
     def lineage(self) -> dict:
         """The config as published with every version: storage options are left out, since they
