@@ -67,7 +67,7 @@ def default_probes(tokens: list[str], n: int = 6) -> list[str]:
     if not candidates:
         return tokens[:n]
     picks = np.linspace(0, len(candidates) - 1, min(n, len(candidates))).round().astype(int)
-    return [candidates[i] for i in dict.fromkeys(picks)]
+    return list(dict.fromkeys(candidates[i] for i in picks))
 
 
 def pca_2d(vectors: np.ndarray) -> np.ndarray:
@@ -179,7 +179,7 @@ def _neighbours(current: Embeddings, previous: Embeddings | None, probes: list[s
 
 
 def _line_chart(series: dict[str, list[float]], x_label: str, y_label: str) -> str:
-    width, height, left, bottom, top, right = 640, 300, 60, 40, 12, 16
+    width, height, left, bottom, top, right = 640, 300, 66, 40, 12, 16
     values = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
     longest = max(len(v) for v in series.values())
     y_low, y_high = float(values.min()), float(values.max())
@@ -194,7 +194,7 @@ def _line_chart(series: dict[str, list[float]], x_label: str, y_label: str) -> s
     parts = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#57606a"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#57606a"/>',
              f'<text x="{(width + left) / 2}" y="{height - 6}" text-anchor="middle">{_e(x_label)}</text>',
-             f'<text x="14" y="{(height - bottom + top) / 2}" transform="rotate(-90 14 {(height - bottom + top) / 2})" '
+             f'<text x="10" y="{(height - bottom + top) / 2}" transform="rotate(-90 10 {(height - bottom + top) / 2})" '
              f'text-anchor="middle">{_e(y_label)}</text>']
     for value in np.linspace(y_low, y_high, 5):
         _, y = px(1, value)
@@ -202,11 +202,12 @@ def _line_chart(series: dict[str, list[float]], x_label: str, y_label: str) -> s
     for epoch in sorted({1, longest, *range(1, longest + 1, max(longest // 8, 1))}):
         x, _ = px(epoch, y_low)
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{epoch}</text>')
-    for k, (name, losses) in enumerate(series.items()):
+    for k, (name, losses) in reversed(list(enumerate(series.items()))):  # the first series drawn last, on top
         colour = _COLOURS[k % len(_COLOURS)]
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (px(e + 1, v) for e, v in enumerate(losses)))
-        parts.append(f'<polyline class=series data-name="{_e(name)}" fill="none" stroke="{colour}" stroke-width="2" '
-                     f'points="{points}"/>')
+        dash = ' stroke-dasharray="6 4"' if k else ""
+        parts.append(f'<polyline class=series data-name="{_e(name)}" fill="none" stroke="{colour}" stroke-width="2"'
+                     f'{dash} points="{points}"/>')
         parts.append(f'<text x="{width - right - 4}" y="{top + 14 + 16 * k}" text-anchor="end" fill="{colour}">{_e(name)}</text>')
     return f'<svg id=losses xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
 

@@ -113,7 +113,11 @@ def _expand(item: str, name: str, low: int, high: int, names: list[str] | None, 
 def _number(token: str, name: str, low: int, high: int, names: list[str] | None, expression: str) -> int:
     if names and token[:3] in names and not token.isdigit():
         return names.index(token[:3]) + (low if name == "month" else 0)
-    if not token.isdigit() or not low <= int(token) <= high:
+    if not token.isdigit():
+        raise ValueError(f"cron {expression!r}: {name} item {token!r} is not supported; use numbers"
+                         + (f", names ({names[0]}..{names[-1]})" if names else "") + " and *, -, /, lists "
+                         "(L, W, # and ? are not supported)")
+    if not low <= int(token) <= high:
         allowed = f"{low}-{high}" + (f" or {names[0]}..{names[-1]}" if names else "")
         raise ValueError(f"cron {expression!r}: {name} value {token!r} is out of range; allowed {allowed}")
     return int(token)
