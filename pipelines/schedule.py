@@ -224,7 +224,15 @@ def _kubernetes(config, config_path: Path, schedule, name: str) -> str:
     }
     header = (f"# {name}: nightly run of table {config.table} (firth schedule render --target k8s).\n"
               f"# Shards and store must be s3:// (or volumes mounted here): the pod has only its image.\n")
-    return header + yaml.safe_dump_all([config_map, cron_job], sort_keys=False)
+    return header + yaml.dump_all([config_map, cron_job], Dumper=_LiteralDumper, sort_keys=False)
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings (the config in the ConfigMap) as readable `|` blocks."""
+
+
+_LiteralDumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
 
 
 def _schedule(config):
