@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
@@ -227,7 +227,11 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
             model = MODEL_CONFIGS[part]
             continue
         field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        annotation = field.annotation if field is not None else None
+        # an optional section (`schedule: ScheduleConfig | None`) has its class inside the union
+        if type(None) in get_args(annotation):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
-        model = field.annotation
+        model = annotation
     return model

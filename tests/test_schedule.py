@@ -67,6 +67,8 @@ def test_config_rejects_a_bad_schedule_naming_the_key(tmp_path):
         load_config(_config(tmp_path, cron="30 2 * *"))
     with pytest.raises(ConfigError, match="schedule.timezone: .*unknown time zone"):
         load_config(_config(tmp_path, timezone="Mars/Olympus"))
+    with pytest.raises(ConfigError, match="schedule.cronn: unknown key; allowed here: cron, timezone, action"):
+        load_config(_config(tmp_path, cronn="1 * * * *"))
     config = load_config(_config(tmp_path, action="submit", address=None))
     with pytest.raises(ValueError, match="schedule.address: required for action submit"):
         render(config, _config(tmp_path, address=None), "cron")
