@@ -46,7 +46,10 @@ def build_report(store: TableStore, run_id: str, probes: list[str] | None = None
     record = log.get(run_id)
     previous_run = log.previous_success(record)
     sections = [_summary(record), _timings(record)]
-    if record.outcome == "succeeded" and record.version is not None:
+    if record.outcome == "succeeded" and record.version is not None and "token" not in _columns(store, record):
+        sections.append("<h2>Embeddings</h2><p class=muted>a document table: the word sections (losses aside) "
+                        "do not apply</p>" + _losses(record, previous_run))
+    elif record.outcome == "succeeded" and record.version is not None:
         current = open_embeddings(store.uri, f"{record.table}@{record.version}", store.storage_options)
         previous = None
         if record.version > 0:
@@ -59,6 +62,14 @@ def build_report(store: TableStore, run_id: str, probes: list[str] | None = None
     title = f"firth run {record.run_id} · {record.table}"
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")
+
+
+def _columns(store: TableStore, record: RunRecord) -> list[str]:
+    from deltalake import DeltaTable  # the schema only, no data
+
+    table = DeltaTable(store.table_uri(record.table), version=record.version,
+                       storage_options=store.storage_options or None)
+    return [field.name for field in table.schema().fields]
 
 
 def default_probes(tokens: list[str], n: int = 6) -> list[str]:

@@ -15,8 +15,11 @@ on the engine the config names (Dask: a LocalCluster on the head node unless
 or an s3:// URI, and must be reachable from the cluster: a local path works only on a one-machine
 cluster or a shared filesystem.
 
-Ray 2.60 turns token auth on by default: the client then needs RAY_AUTH_MODE=token (it reads
-~/.ray/auth_token, or $RAY_AUTH_TOKEN); `client()` sets it when a token is there.
+Ray 2.60 auth: a head started where ~/.ray/auth_token exists (or with RAY_AUTH_MODE=token) requires
+that token from clients, which send it only with RAY_AUTH_MODE=token; `client()` sets that when a
+token is at hand (~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH, $RAY_AUTH_TOKEN). A head without a
+token runs without auth, and a client sending one is still served. Ray reads RAY_AUTH_MODE once, when
+it is first imported: a program that imported Ray before calling `client()` must set it itself.
 """
 from __future__ import annotations
 
@@ -86,22 +89,33 @@ def client(address: str):
         raise ValueError(f"--address {address!r}: expected the Ray dashboard URL, e.g. http://HEAD:8265 "
                          "(not the GCS address HEAD:6379)")
     token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if os.environ.get("RAY_AUTH_TOKEN") or token_file.exists():
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if (os.environ.get("RAY_AUTH_TOKEN") or token_file.exists()) and not os.environ.get("RAY_AUTH_MODE"):
+        os.environ["RAY_AUTH_MODE"] = "token"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
+
+    AuthenticationTokenLoader.instance().reset_cache()  # Ray caches the token per process; read it afresh
 
     try:
         return JobSubmissionClient(address)
     except ConnectionError as e:
         raise ValueError(f"--address {address}: no Ray dashboard answers there ({e}); start a head with "
                          "`ray start --head` or check the URL and port (default 8265)") from None
+    except AuthenticationError:
+        raise ValueError(_NO_TOKEN.format(address=address)) from None
+
+
+_NO_TOKEN = ("--address {address}: the Ray cluster requires its auth token and none is here; copy the head's "
+             "~/.ray/auth_token to this machine's ~/.ray/auth_token, or set RAY_AUTH_TOKEN")
 
 
 def submit(submission: Submission, address: str) -> str:
     """Submit; returns the job (submission) id."""
-    return client(address).submit_job(entrypoint=submission.entrypoint, runtime_env=submission.runtime_env,
-                                      submission_id=submission.submission_id, metadata=submission.metadata)
+    return _known(address, submission.submission_id, lambda c: c.submit_job(
+        entrypoint=submission.entrypoint, runtime_env=submission.runtime_env,
+        submission_id=submission.submission_id, metadata=submission.metadata))
 
 
 def status(address: str, job_id: str) -> dict:
@@ -134,9 +148,14 @@ def wait(address: str, job_id: str, timeout_s: float = 3600, poll_s: float = 1.0
 
 
 def _known(address: str, job_id: str, call):
-    ray_client = client(address)
+    """call(client), with Ray's errors for an unknown job or a missing token as messages that say what to do."""
+    ray_client = client(address)  # first: it sets the auth environment before Ray is imported
+    from ray.exceptions import AuthenticationError
+
     try:
         return call(ray_client)
+    except AuthenticationError:
+        raise ValueError(_NO_TOKEN.format(address=address)) from None
     except RuntimeError as e:
         if "does not exist" in str(e) or "404" in str(e):
             raise KeyError(f"no job {job_id!r} at {address}; list them with `ray job list --address {address}`") \

@@ -1,16 +1,15 @@
 """statistics.scheduler_address: a real `dask scheduler` + 2 `dask worker` processes on 127.0.0.1 write
 exactly the tables the local engine writes."""
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
+from conftest import _free_port  # tests/conftest.py, on sys.path under pytest
 from pipelines.config import JobConfig
 from pipelines.corpus import list_shards
 from pipelines.engines import open_engine
@@ -19,12 +18,6 @@ from pipelines.statistics import Location, compute_statistics
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "examples" / "sample-corpus"
 DASK = Path(sys.executable).parent / "dask"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

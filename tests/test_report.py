@@ -123,3 +123,18 @@ def test_default_probes_are_alphabetic_words_spread_over_the_frequent_ranks():
     tokens = [f"w{i}" for i in range(20)] + ["the", "a1", "python", "os", "module", "list"] * 10
     probes = default_probes(tokens, n=3)
     assert len(probes) <= 3 and set(probes) <= {"python", "module", "list"}
+
+
+def test_a_document_table_run_gets_no_word_sections(tmp_path):
+    from schemas.tables import document_embedding_schema
+
+    store = TableStore(str(tmp_path / "store"))
+    table = pa.table({"doc_id": ["a", "b"], "chunk": pa.array([0, 0], pa.int32()), "text": ["x", "y"],
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ones(6, np.float32)), 3)},
+                     schema=document_embedding_schema(3))
+    version = store.publish("docs", table, {})
+    RunLog(store.uri).write(RunRecord("20260101T000000000-dddd", "docs", "succeeded", "s", "u", {},
+                                      timings={"training": 1.0}, version=version))
+    page = Page(build_report(store, "20260101T000000000-dddd"))
+    assert "a document table" in " ".join(page.text)
+    assert not page.find("svg", id="projection") and not page.find("table", id="metrics")

@@ -3,16 +3,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import _free_port  # tests/conftest.py, on sys.path under pytest
 from pipelines import submit
 from pipelines.cli import main
 from pipelines.config import ConfigError
@@ -28,19 +29,17 @@ RAY_PORTS = ["port", "dashboard-port", "ray-client-server-port", "dashboard-agen
              "object-manager-port"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head():
-    """A Ray head of its own on loopback (own ports, own --temp-dir); stopped by killing its process group
-    only (`ray stop` would stop every Ray on the machine). Yields the dashboard URL."""
+    """A Ray head of its own on loopback (own ports, own --temp-dir) with token auth on and a token of its
+    own; stopped by killing its process group only (`ray stop` would stop every Ray on the machine).
+    Yields (dashboard URL, token). Clients run as `firth` processes (firth_cli): Ray fixes a process's
+    auth mode when it is first imported, and this test process may have imported Ray long before."""
     ports = {name: _free_port() for name in RAY_PORTS}
     temp = tempfile.mkdtemp(prefix="firth-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token")
+    token = uuid.uuid4().hex + uuid.uuid4().hex
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     env.pop("RAY_ADDRESS", None)
     command = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
                "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats",
@@ -52,7 +51,7 @@ def ray_head():
         _stop(starter.pid)
         pytest.fail(f"ray start failed: {(Path(temp) / 'ray-start.log').read_text()[-2000:]}")
     try:
-        yield f"http://127.0.0.1:{ports['dashboard-port']}"
+        yield f"http://127.0.0.1:{ports['dashboard-port']}", token
     finally:
         _stop(starter.pid)
         shutil.rmtree(temp, ignore_errors=True)
@@ -72,6 +71,14 @@ def _stop(process_group: int) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
+
+
+def firth_cli(*args: str, token: str | None, home: Path | None = None) -> subprocess.CompletedProcess:
+    """`firth ARGS` in a fresh process, with the head's token in its environment (or none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_")}
+    env.update(PYTHONPATH=str(ROOT), **({"RAY_AUTH_TOKEN": token} if token else {}), **({"HOME": str(home)} if home else {}))
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
 
 
 @pytest.fixture
@@ -115,17 +122,18 @@ def test_a_bad_config_or_address_fails_before_anything_is_submitted(tmp_path, ca
     assert "expected the Ray dashboard URL" in capsys.readouterr().err
 
 
-def test_submit_runs_the_pipeline_on_the_ray_head_and_publishes(ray_head, tiny_config, tmp_path, capsys):
+def test_submit_runs_the_pipeline_on_the_ray_head_and_publishes(ray_head, tiny_config, tmp_path):
+    address, token = ray_head
     store = str(tmp_path / "store")
-    assert main(["submit", str(tiny_config), "--address", ray_head, "--store", store, "--wait"]) == 0
-    job_id = capsys.readouterr().out.strip()
-    assert job_id.startswith("firth-tiny-submit-")
+    submitted = firth_cli("submit", str(tiny_config), "--address", address, "--store", store, "--wait", token=token)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    job_id = submitted.stdout.strip()
+    assert job_id.startswith("firth-tiny-submit-") and f"job {job_id}: SUCCEEDED" in submitted.stderr
 
-    assert main(["jobs", "status", job_id, "--address", ray_head, "--json"]) == 0
-    status = json.loads(capsys.readouterr().out)
+    status = firth_cli("jobs", "status", job_id, "--address", address, "--json", token=token)
+    status = json.loads(status.stdout)
     assert status["status"] == "SUCCEEDED" and status["metadata"]["table"] == "tiny-submit"
-    assert main(["jobs", "logs", job_id, "--address", ray_head]) == 0
-    logs = capsys.readouterr().out
+    logs = firth_cli("jobs", "logs", job_id, "--address", address, token=token).stdout
     assert "published tiny-submit@0" in logs and "firth: training done" in logs
 
     info = TableStore(store).info("tiny-submit")
@@ -136,7 +144,30 @@ def test_submit_runs_the_pipeline_on_the_ray_head_and_publishes(ray_head, tiny_c
     assert record.outcome == "succeeded" and record.submission_id == job_id and record.version == 0
     assert list(record.timings) == ["statistics", "training", "publish"]
 
-    assert main(["jobs", "stop", job_id, "--address", ray_head]) == 0
-    assert "already ended" in capsys.readouterr().out
-    assert main(["jobs", "status", "firth-no-such-job", "--address", ray_head]) == 2
-    assert "no job 'firth-no-such-job'" in capsys.readouterr().err
+    # the training joined this cluster: its Ray Train worker ran there, in this job
+    actors = subprocess.run([sys.executable, "-c", ACTORS, address, job_id], cwd=ROOT, text=True, capture_output=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_TOKEN": token}, timeout=120)
+    ray_job, worker_jobs = json.loads(actors.stdout)
+    assert worker_jobs == [ray_job]  # model.num_workers: 1
+
+    stop = firth_cli("jobs", "stop", job_id, "--address", address, token=token)
+    assert stop.returncode == 0 and "already ended" in stop.stdout
+    unknown = firth_cli("jobs", "status", "firth-no-such-job", "--address", address, token=token)
+    assert unknown.returncode == 2 and "no job 'firth-no-such-job'" in unknown.stderr
+
+
+ACTORS = """
+import json, sys
+from pipelines import submit
+client = submit.client(sys.argv[1])  # sets the auth mode before Ray is imported
+from ray.util.state import list_actors
+ray_job = client.get_job_info(sys.argv[2]).driver_info.id
+actors = list_actors(address=sys.argv[1], limit=10_000, detail=True)
+print(json.dumps([ray_job, [a.job_id for a in actors if a.class_name == "RayTrainWorker"]]))
+"""
+
+
+def test_a_client_without_the_clusters_token_is_told_where_to_get_it(ray_head, tmp_path):
+    address, _ = ray_head
+    result = firth_cli("jobs", "status", "any-job", "--address", address, token=None, home=tmp_path)
+    assert result.returncode == 2 and "requires its auth token" in result.stderr
