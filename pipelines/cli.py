@@ -4,6 +4,7 @@
     firth tables list | show | versions | promote | rollback | gc | export   (pipelines/tables_cli.py)
     firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
     firth search NAME[@VERSION] "QUERY TEXT" [-k K] [--index exact|hnsw|ivf|auto] [--json]
+    firth submit | jobs | runs | report | schedule   (pipelines/cli_ops.py)
 
 The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
 ./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables.
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--store", help="table store URI (default: $FIRTH_STORE or ./firth-store)")
         sub.add_argument("--config", help="take the store from this config file")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from pipelines.cli_ops import add_commands  # submit, jobs, runs, report, schedule
+    add_commands(commands)
     return parser
 
 
@@ -93,6 +97,8 @@ def _run(args) -> int:
     firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth
     query = 'search {} "QUERY TEXT"' if config.model.model == "encoder" else "neighbors {} WORD"
     print(f"next: {firth} {query.format(published.table)} --store {published.store}")
+    print(f"run record: {firth} runs show {published.run_id} --store {published.store}  "
+          f"(report: {firth} report {published.run_id} --store {published.store})")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
@@ -260,6 +260,37 @@ class PromotionConfig(Section):
     keep_versions: int = Field(10, ge=1)  # gc keeps the newest N versions, plus every aliased one
 
 
+class ScheduleConfig(Section):
+    """When and how a nightly run starts (`firth schedule render`; pipelines/schedule.py)."""
+
+    cron: str  # five fields: minute hour day-of-month month day-of-week, e.g. "30 2 * * *"
+    timezone: str = "UTC"  # IANA name the cron expression is read in, e.g. Europe/Berlin
+    action: Literal["submit", "run-incremental"] = "submit"  # firth submit --wait, or firth run --incremental
+    address: str | None = None  # Ray dashboard URL (http://HEAD:8265), required for action submit
+    config_path: str | None = None  # the config's path where the schedule runs; default: this file's path
+    firth: str = "firth"  # the command on the scheduling host (cron, systemd)
+    image: str | None = None  # container image of the CronJob; default firth:<package version>
+    namespace: str = "default"  # Kubernetes namespace of the CronJob
+    starting_deadline_s: int = Field(3600, ge=10)  # a run missed by longer than this is skipped (k8s, docs)
+
+    @field_validator("cron")
+    @classmethod
+    def _parses(cls, v):
+        from pipelines.schedule import parse_cron  # raises ValueError naming the field
+        parse_cron(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone; use an IANA name such as UTC or Europe/Berlin") from None
+        return v
+
+
 class JobConfig(Section):
     table: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # name of the published table
     corpus: CorpusConfig
@@ -269,6 +300,7 @@ class JobConfig(Section):
     store: StoreConfig = StoreConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
+    schedule: ScheduleConfig | None = None  # nightly runs: pipelines/schedule.py
 
     def lineage(self) -> dict:
         """The config as published with every version: storage options are left out, since they
@@ -347,7 +379,11 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
         if loc[:index + 1] == ("model",):  # the union itself: its member is named by the next part
             continue
         field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        annotation = field.annotation if field is not None else None
+        # an optional section (`schedule: ScheduleConfig | None`) has its class inside the union
+        if type(None) in get_args(annotation):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
-        model = field.annotation
+        model = annotation
     return model

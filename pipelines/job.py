@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,26 +34,37 @@ class Published:
     metrics: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     skipped: dict = field(default_factory=dict)  # bad records and empty shards, when skipping
+    run_id: str = ""  # the run record's id (pipelines.runs; `firth runs show`, `firth report`)
 
 
 def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
+    """Run every stage, with a run record in the store (pipelines.runs) written at start and end."""
+    from pipelines.runs import RunRecorder
+
+    with RunRecorder(config.table, config.lineage(), config.store.uri, config.store.storage_options) as recorder:
+        return _run_stages(config, recorder, fault_injection=fault_injection)
+
+
+def _run_stages(config: JobConfig, recorder, *, fault_injection: str | None = None) -> Published:
     from workers.trainers import train  # Ray and torch load only when training starts
 
-    timings: dict[str, float] = {}
+    timings = recorder.timings  # filled by _stage; the run record shares it
     storage_options = config.store.storage_options  # schemas.fs translates them for fsspec
     location = Location(config.statistics_uri, storage_options)
 
-    shards = list_shards(config.corpus)
     summary = vocabulary = None  # models that read the corpus themselves (encoders) skip the statistics
-    if getattr(config.model, "needs_statistics", True):
-        with _stage("statistics", timings):
+    needs_statistics = getattr(config.model, "needs_statistics", True)
+    with _stage("statistics" if needs_statistics else "corpus", timings):
+        shards = list_shards(config.corpus)
+        recorder.note_shards([{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards])
+        if needs_statistics:
             with open_engine(config.statistics) as engine:
                 summary = compute_statistics(shards, config, engine, location)
             vocabulary = tables.read_parquet(location("vocabulary.parquet"), tables.VOCABULARY, storage_options)
 
     # A checkpoint folder per run: a worker failure resumes within the run, but the next
     # nightly run trains afresh instead of resuming this one. Removed once published.
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run_id = recorder.run_id
     checkpoint_uri = join(config.checkpoint_uri, run_id)
     with _stage("training", timings):
         trained = train(config, summary, checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
@@ -88,12 +98,13 @@ def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
         store = TableStore(config.store.uri, config.store.storage_options)
         artifacts = {**statistics_artifacts(location.uri, storage_options), **trained.artifacts}  # + tokenizer.json
         version = store.publish(config.table, table, metadata, artifacts=artifacts)
+        recorder.succeeded(version, metadata)
     fs, path = filesystem(checkpoint_uri, storage_options)
     if fs.exists(path):  # models without checkpoints (the count-based ones) leave none
         fs.rm(path, recursive=True)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
                "problems": summary.problems} if summary and (summary.bad_records or summary.empty_shards) else {}
-    return Published(config.table, version, config.store.uri, metrics, timings, skipped)
+    return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id)
 
 
 def embedding_table(vocabulary: pa.Table, vectors: np.ndarray) -> pa.Table:
@@ -111,6 +122,13 @@ def _stage(name: str, timings: dict[str, float]):
     start = time.perf_counter()
     try:
         yield
+    except BaseException as e:
+        if not hasattr(e, "firth_stage"):  # the innermost stage; pipelines.runs records it
+            try:
+                e.firth_stage = name
+            except (AttributeError, TypeError):  # an exception type that takes no attributes
+                pass
+        raise
     finally:
         timings[name] = round(time.perf_counter() - start, 3)
     print(f"firth: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
