@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.config import JobConfig
-from schemas.store import TableStore, parse_ref
+from schemas.store import TableStore
 
 
 def warm_start_vectors(config: JobConfig, tokens: list[str]) -> np.ndarray:
     """(V, D) float32 initial input rows for `tokens` (this run's vocabulary); NaN rows: not published."""
-    name, version = parse_ref(config.model.init_from)
     store = TableStore(config.store.uri, config.store.storage_options)
+    name, version = store.resolve(config.model.init_from)  # NAME, NAME@VERSION, @ALIAS or @TIMESTAMP
     table = store.read(name, version)
     vector = table.column("vector").combine_chunks()
     dim = vector.type.list_size
