@@ -65,3 +65,16 @@ def s3_bucket(s3_server, monkeypatch):
     fs = s3fs.S3FileSystem(**fs_options)
     fs.mkdir(bucket, create_parents=True, region_name=S3_REGION)
     return bucket, fs_options, delta_options
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A fresh local Ray on 127.0.0.1 for a module's training tests (a job test earlier in the
+    session may have left its own Ray initialised in this process)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=True, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()

@@ -1,7 +1,6 @@
 """GloVe kernels (hand-checked values) and the Ray Train wiring (sync, checkpoint restore, determinism)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -148,24 +147,6 @@ def test_checkpoint_dir_of_another_input_is_refused(tmp_path):
 # ---- Ray Train ----------------------------------------------------------------------------------
 
 VOCAB = 40
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}  # the controller polls workers; default 2 s
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=True, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

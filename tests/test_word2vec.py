@@ -2,7 +2,6 @@
 torch), and the Ray Train wiring (determinism, restore after a worker failure)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -161,26 +160,6 @@ def test_subsampling_drops_frequent_words_at_the_documented_rate():
 # ---- Ray Train ----------------------------------------------------------------------------------
 
 VOCAB = 30
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import ray
-
-    if ray.is_initialized():  # a job test earlier in the session started its own local Ray
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=True, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

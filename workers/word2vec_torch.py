@@ -5,8 +5,12 @@ subsampling and dynamic window draws as the CPU kernel), each an input (the rows
 for skip-gram, of the window's words for CBOW) and a target word; the device then trains
 `batch` examples at a time (`train_examples`): h = mean of the input rows (embedding_bag), the
 target and `negative` noise words drawn on the device from the alias table (and/or the target's
-Huffman path) scored in one bmm, and every gradient added with index_add_ (updates to one row
-within a batch are summed, as concurrent Hogwild threads would add them). The learning rate
+Huffman path) scored in one bmm, and every gradient added with index_add_. A row that several
+examples of one batch touch gets the *mean* of their updates, not the sum: in a batch of 32 k
+examples "the" is an output of thousands, and their summed step diverged to NaN on the benchmark
+corpus (H100, loss nan from epoch 1), where sequential SGD would have moved it a little after
+each. With one example per batch (the tests' comparison with the CPU kernel) nothing changes:
+updates within one example still add, as in word2vec.c. The learning rate
 falls linearly over the block, one value per batch. Loss: -log σ of the label-signed scores,
 summed on the device (float64) and read once per call.
 """
@@ -132,7 +136,9 @@ def train_examples(syn0: torch.Tensor, syn1neg: torch.Tensor, syn1: torch.Tensor
             points, labels, mask = _path_outputs(target, tables)
             loss += _score_and_update(syn1, h, grad_h, points, labels, mask, alpha)
         counts = offsets_all[start + 1:stop + 1] - offsets_all[start:stop]  # (B,) rows per example
-        syn0.index_add_(0, rows, grad_h.repeat_interleave(counts, dim=0))  # every row: the full gradient
+        example = torch.arange(stop - start, device=device).repeat_interleave(counts)  # (R,) each row's example
+        updates = grad_h.repeat_interleave(counts, dim=0)  # every row: the full gradient of its example
+        syn0.index_add_(0, rows, updates / _examples_touching(rows, example, syn0.shape[0], stop - start)[:, None])
     return float(loss)
 
 
@@ -165,5 +171,15 @@ def _score_and_update(out: torch.Tensor, h: torch.Tensor, grad_h: torch.Tensor, 
     g = (labels - torch.sigmoid(f)) * (alpha * mask)  # (B, S)
     loss = (-F.logsigmoid(torch.where(labels > 0, f, -f)) * mask).sum(dtype=torch.float64)
     grad_h += torch.bmm(g[:, None, :], w).squeeze(1)  # (B, D)
-    out.index_add_(0, outputs.reshape(-1), (g[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
+    example = torch.arange(outputs.shape[0], device=outputs.device)[:, None].expand_as(outputs).reshape(-1)
+    rows = outputs.reshape(-1)
+    updates = (g[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1])  # (B*S, D)
+    out.index_add_(0, rows, updates / _examples_touching(rows, example, out.shape[0], outputs.shape[0])[:, None])
     return loss
+
+
+def _examples_touching(rows: torch.Tensor, example: torch.Tensor, n_rows: int, batch: int) -> torch.Tensor:
+    """(N,) float: for each (row, example) entry, how many distinct examples of the batch touch that row."""
+    pairs = torch.unique(rows.long() * batch + example)  # one key per distinct (row, example)
+    per_row = torch.bincount(pairs // batch, minlength=n_rows)  # (n_rows,)
+    return per_row[rows.long()].to(torch.float32)

@@ -43,6 +43,10 @@ def retrieval_metrics(query_vectors: np.ndarray, document_vectors: np.ndarray, k
     if query_vectors.shape != document_vectors.shape or len(query_vectors) == 0:
         raise ValueError(f"retrieval_metrics: need n queries and n documents of one dim, got {query_vectors.shape} "
                          f"and {document_vectors.shape}")
+    for name, vectors in (("query", query_vectors), ("document", document_vectors)):
+        if not np.isfinite(vectors).all():  # NaN scores compare false and would rank every document first
+            raise ValueError(f"retrieval_metrics: {name} vectors hold NaN or infinite values (the encoder's "
+                             "training diverged: lower model.learning_rate)")
     queries = _unit(query_vectors)
     documents = _unit(document_vectors)
     ranks = np.empty(len(queries), dtype=np.int64)  # (n,) 0 = the relevant document came first
