@@ -1,6 +1,6 @@
 """The `firth` command line.
 
-    firth run CONFIG.yaml [--store URI]
+    firth run CONFIG.yaml [--store URI] [--incremental [--alias production]]
     firth tables list | show | versions | promote | rollback | gc | export   (pipelines/tables_cli.py)
     firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
     firth search NAME[@VERSION] "QUERY TEXT" [-k K] [--index exact|hnsw|ivf|auto] [--json]
@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline of a config and publish a table version")
     run.add_argument("config")
     run.add_argument("--store", help="table store URI (overrides the config and $FIRTH_STORE)")
+    run.add_argument("--incremental", action="store_true",
+                     help="the nightly run: hold the table's run lock, recount only new and changed shards, "
+                          "publish, and promote the new version through the quality gate")
+    run.add_argument("--alias", default="production", help="the alias --incremental promotes (default: production)")
     run.set_defaults(command=_run)
 
     add_tables_commands(commands, _store)
@@ -80,10 +84,46 @@ def _store(args):
 
 
 def _run(args) -> int:
+    config = load_config(args.config, store=args.store)
+    if args.incremental:
+        return _run_incremental(args, config)
     from pipelines.job import run
 
-    config = load_config(args.config, store=args.store)
     published = run(config)
+    _print_published(config, published)
+    return 0
+
+
+def _run_incremental(args, config) -> int:
+    """One run per table at a time (the store's run lock); the statistics' shard cache makes the
+    counting incremental (only shards it has not seen, by content, are read); the new version is
+    promoted to `--alias` only if it passes the config's promotion rules against the holder."""
+    from pipelines.job import run
+    from pipelines.lock import LockHeld, run_lock
+    from schemas.promotion import GateRefused, promote
+    from schemas.store import TableStore
+
+    try:
+        with run_lock(config.store.uri, config.table, config.store.storage_options):
+            published = run(config)
+            _print_published(config, published)
+            store = TableStore(config.store.uri, config.store.storage_options)
+            corpus = store.info(config.table, published.version).metadata.get("corpus", {})
+            print(f"  shards: {len(corpus.get('processed_shards', []))} counted, "
+                  f"{len(corpus.get('reused_shards', []))} reused from the cache")
+            try:
+                promotion = promote(store, f"{config.table}@{published.version}", args.alias, config.promotion.rules)
+                print(f"promoted {config.table}@{args.alias} -> {published.version}" if promotion.moved
+                      else f"{config.table}@{args.alias} already points at {published.version}")
+            except GateRefused as e:
+                print(f"not promoted: {e}")
+    except LockHeld as e:
+        print(f"firth: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _print_published(config, published) -> None:
     print(f"published {published.table}@{published.version} to {published.store}")
     for name, seconds in published.timings.items():
         print(f"  {name:<12} {seconds:8.1f} s")
@@ -99,7 +139,6 @@ def _run(args) -> int:
     print(f"next: {firth} {query.format(published.table)} --store {published.store}")
     print(f"run record: {firth} runs show {published.run_id} --store {published.store}  "
           f"(report: {firth} report {published.run_id} --store {published.store})")
-    return 0
 
 
 def _neighbors(args) -> int:
