@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import ray
 import ray.train
+import torch
+import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -27,6 +29,58 @@ from schemas.fs import filesystem, pyarrow_filesystem
 from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
 
 STATE_FILE, META_FILE = "state.npy", "meta.json"  # in each checkpoint
+_ray_started_here = False  # the running Ray was started by start_ray: its worker output is not streamed
+
+
+def start_ray() -> bool:
+    """Start a local Ray on loopback (or join the cluster at $RAY_ADDRESS) unless one is running;
+    True if started now. Its processes' output stays in their log files: the driver shows what
+    matters through workers/console.py."""
+    global _ray_started_here
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}  # a cluster has its own
+    ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
+    _ray_started_here = True
+    return True
+
+
+def stop_ray() -> None:
+    global _ray_started_here
+    ray.shutdown()
+    _ray_started_here = False
+
+
+def ray_started_here() -> bool:
+    """Whether the running Ray came from start_ray (then trainers forward worker logs themselves)."""
+    return _ray_started_here and ray.is_initialized()
+
+
+def check_gpus(use_gpu: bool) -> None:
+    if use_gpu and not ray.cluster_resources().get("GPU"):
+        raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
+                         "or connect to a cluster with GPUs")
+
+
+class DeltaSync:
+    """Sum-of-deltas synchronisation of a state tensor between Ray Train workers (workers/train.py
+    explains the scheme): each call all-reduces every worker's change since the previous call and
+    applies it once ("mean": averaged instead, model averaging). A no-op for one worker."""
+
+    def __init__(self, state: torch.Tensor, world: int, mode: str = "sum"):
+        self.state, self.world, self.mode = state, world, mode
+        self.anchor = state.clone() if world > 1 else None  # the state at the last sync
+
+    def __call__(self) -> None:
+        if self.world == 1:
+            return
+        self.state.sub_(self.anchor)  # this worker's delta since the last sync
+        dist.all_reduce(self.state, op=dist.ReduceOp.SUM)
+        if self.mode == "mean":
+            self.state.div_(self.world)
+        self.anchor.add_(self.state)
+        self.state.copy_(self.anchor)
 INPUT_FILE = "input.json"  # beside the Ray run: which input the checkpoints belong to
 
 
@@ -37,16 +91,9 @@ def fit(loop: Callable[[dict, int, int], None], loop_config: dict, *, run_name: 
 
     `rank_to_share`: work units (entries, words) per epoch of each rank, for the progress bar.
     """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    own_ray = not ray.is_initialized()  # else the caller chose how Ray's output is shown
-    if own_ray:
-        # A local Ray on loopback (or the cluster at $RAY_ADDRESS) whose processes' output stays
-        # in its log files: the driver shows what matters through workers/console.py.
-        local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}  # a cluster has its own
-        ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
-    if use_gpu and not ray.cluster_resources().get("GPU"):
-        raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
-                         "or connect to a cluster with GPUs")
+    start_ray()
+    own_ray = ray_started_here()  # else the caller chose how Ray's output is shown
+    check_gpus(use_gpu)
     storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
     channel = Channel.remote()
     try:

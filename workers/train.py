@@ -199,23 +199,13 @@ def _train(loop: dict, rank: int, world: int) -> None:
         meta = {"epochs_done": 0, "epoch_losses": [], "epoch_seconds": []}
     device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
     state_t = torch.from_numpy(state).to(device)  # on CPU: the same memory as `state`
-    anchor_t = state_t.clone() if world > 1 else None  # state at the last sync
+    sync = raytrain.DeltaSync(state_t, world, loop["sync"])
 
     def train(i: np.ndarray, j: np.ndarray, x: np.ndarray) -> float:
         if device.type == "cpu":
             return sgd_numba(state[0], state[1], i, j, x, vocab_size, config.x_max, config.alpha, config.learning_rate)
         return sgd_torch(state_t[0], state_t[1], *(torch.from_numpy(a).to(device, torch.int64) for a in (i, j)),
                          torch.from_numpy(x).to(device), vocab_size, config.x_max, config.alpha, config.learning_rate)
-
-    def sync() -> None:
-        if world == 1:
-            return
-        state_t.sub_(anchor_t)  # this worker's delta since the last sync
-        dist.all_reduce(state_t, op=dist.ReduceOp.SUM)
-        if loop["sync"] == "mean":
-            state_t.div_(world)
-        anchor_t.add_(state_t)
-        state_t.copy_(anchor_t)
 
     progress = raytrain.Progress(loop, rank)
     progress.start(meta["epochs_done"])

@@ -178,17 +178,7 @@ def _train(loop: dict, rank: int, world: int) -> None:
     device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
     worker = WorkerLoop(config, layout, loop["counts"], device, rank, state)
     state_t = worker.state_t
-    anchor_t = state_t.clone() if world > 1 else None  # state at the last sync
-
-    def sync() -> None:
-        if world == 1:
-            return
-        state_t.sub_(anchor_t)  # this worker's delta since the last sync
-        dist.all_reduce(state_t, op=dist.ReduceOp.SUM)
-        if loop["sync"] == "mean":
-            state_t.div_(world)
-        anchor_t.add_(state_t)
-        state_t.copy_(anchor_t)
+    sync = raytrain.DeltaSync(state_t, world, loop["sync"])
 
     progress = raytrain.Progress(loop, rank)
     progress.start(meta["epochs_done"])

@@ -57,7 +57,7 @@ def embed_corpus(model_folder: str | Path, shards: list[Shard], config: JobConfi
                  progress: bool = True) -> tuple[pa.RecordBatchReader, dict]:
     """Embed every document of `shards` with the encoder in `model_folder` (local); return a reader of
     the document table and {"documents", "rows", "dim"}."""
-    from workers.encoder.train import start_ray
+    from workers.raytrain import start_ray
 
     model, options = config.model, config.store.storage_options
     start_ray()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from workers.encoder.model import (EncoderSpec, build_encoder, load_encoder, loa
                                    save_trainable)
 from workers.encoder.pairs import Pair, corpus_pairs, is_held_out, read_pairs_file
 from workers.encoder.retrieval import title_and_body
+from workers.raytrain import check_gpus, ray_started_here, start_ray, stop_ray
 from workers.trainers import Trained
 
 log = logging.getLogger(__name__)
@@ -192,37 +192,14 @@ def _read(uri: str, options: dict) -> pa.Table:
         return pq.read_table(f)
 
 
-_ray_started_here = False  # the running Ray was started by start_ray (its worker output is not streamed)
-
-
-def start_ray() -> bool:
-    """Start a local Ray on loopback (or join $RAY_ADDRESS) unless the caller did; True if started now."""
-    global _ray_started_here
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if ray.is_initialized():
-        return False
-    local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}
-    ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
-    _ray_started_here = True
-    return True
-
-
-def stop_ray() -> None:
-    global _ray_started_here
-    ray.shutdown()
-    _ray_started_here = False
-
-
 def train_encoder(start_uri: str, data: dict, settings: TrainSettings, model: EncoderConfig, *,
                   storage_options: dict, checkpoint_uri: str, fault_injection: str | None = None,
                   progress: bool = True) -> tuple[Path, list[dict]]:
     """Train the encoder at `start_uri` with `model.num_workers` Ray Train workers; return the final
     model folder (local) and one record per epoch (loss, samples, seconds: all workers)."""
     start_ray()
-    own_ray = _ray_started_here  # then worker output reaches the driver through workers/console.py only
-    if model.use_gpu and not ray.cluster_resources().get("GPU"):
-        raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
-                         "or connect to a cluster with GPUs")
+    own_ray = ray_started_here()  # then worker output reaches the driver through workers/console.py only
+    check_gpus(model.use_gpu)
     storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
     steps = [steps_per_epoch(data["texts"], settings.batch_size, model.num_workers)] * settings.mlm_epochs + \
             [steps_per_epoch(data["pairs"], settings.batch_size, model.num_workers)] * settings.epochs
