@@ -108,6 +108,22 @@ def test_saved_encoder_with_its_tokenizer_gives_the_same_vectors(tiny_encoder, t
     assert np.array_equal(embed_texts(again, TEXTS[:4]), embed_texts(tiny_encoder, TEXTS[:4]))
 
 
+def test_a_half_precision_checkpoint_loads_as_float32_weights(tiny_encoder, tmp_path):
+    """AdamW on float16 parameters diverges to NaN, so a float16 checkpoint trains as float32."""
+    import copy
+
+    from workers.encoder.model import load_encoder, load_trainable
+
+    half = copy.deepcopy(tiny_encoder)
+    half.transformer.half()
+    folder = half.save(tmp_path / "half")
+    for encoder in (load_encoder(folder), load_trainable(folder, with_masked_lm=True)[0]):
+        dtypes = {p.dtype for p in encoder.parameters()}
+        assert dtypes == {torch.float32}
+        first = next(encoder.transformer.parameters())
+        assert torch.equal(first, next(half.transformer.parameters()).float())  # the same values, widened
+
+
 def test_batched_embedding_equals_one_text_at_a_time(tiny_encoder):
     texts = ["fox", "the quick brown fox jumps over the lazy dog and more words here", "a lazy dog", "sun"]
     together = embed_texts(tiny_encoder, texts, batch_size=3)  # sorted by length, padded per batch

@@ -1,5 +1,9 @@
 """`firth run --incremental`, the nightly run: run lock, only new shards counted, gated promotion."""
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -9,25 +13,30 @@ from pipelines.lock import RunLock
 from schemas.aliases import alias_target
 from schemas.store import TableStore
 
-SAMPLE = sorted((Path(__file__).parent.parent / "examples" / "sample-corpus").glob("*.jsonl.gz"))
+ROOT = Path(__file__).parent.parent
+SAMPLE = sorted((ROOT / "examples" / "sample-corpus").glob("*.jsonl.gz"))
 
 
-def test_an_added_shard_is_the_only_one_counted_and_a_held_lock_turns_a_second_run_away(tmp_path, capsys):
+def _nightly_config(tmp_path, shards, epochs=2):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for shard in SAMPLE[:2]:
+    for shard in shards:
         shutil.copy(shard, corpus)
     config = tmp_path / "nightly.yaml"
-    store_uri = str(tmp_path / "store")
     config.write_text(yaml.safe_dump({
         # min_count 1: a new shard cannot drop an old shard's words from the vocabulary, so the
         # old shards' cached counts stay valid (see pipelines/shard_cache.py)
         "table": "nightly", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
         "statistics": {"n_workers": 1, "min_count": 1, "window": 3, "n_buckets": 2},
-        "model": {"dim": 8, "epochs": 2, "num_workers": 1, "x_max": 10},
+        "model": {"dim": 8, "epochs": epochs, "num_workers": 1, "x_max": 10},
         # any version may replace the holder: this test is about the run, not the gate
         "promotion": {"rules": [{"metric": "final_loss", "higher_is_better": False, "tolerance": 1e9}]},
-        "store": {"uri": store_uri}}))
+        "store": {"uri": str(tmp_path / "store")}}))
+    return config, corpus, str(tmp_path / "store")
+
+
+def test_an_added_shard_is_the_only_one_counted_and_a_held_lock_turns_a_second_run_away(tmp_path, capsys):
+    config, corpus, store_uri = _nightly_config(tmp_path, SAMPLE[:2])
 
     assert main(["run", str(config), "--incremental"]) == 0
     first = capsys.readouterr().out
@@ -47,3 +56,37 @@ def test_an_added_shard_is_the_only_one_counted_and_a_held_lock_turns_a_second_r
     err = capsys.readouterr().err
     assert "table 'nightly' is locked by" in err and "run someone-else" in err
     assert [v.version for v in store.versions("nightly")] == [0, 1]  # the turned-away run published nothing
+
+
+def test_two_concurrent_nightly_runs_one_publishes_the_other_exits_with_the_lock_message(tmp_path):
+    """Two real `firth run --incremental` processes on one table: the second starts while the first
+    holds the lock (it appears in the store), exits 3 naming the holder, and leaves no trace."""
+    config, _, store_uri = _nightly_config(tmp_path, SAMPLE[:2], epochs=20)
+    lock = Path(store_uri) / "_locks" / "nightly.lock"
+
+    def firth_run():
+        return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(config), "--incremental"],
+                                cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    first = firth_run()
+    deadline = time.monotonic() + 120
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), f"the first run never took the lock: {first.communicate()}"
+    second = firth_run()
+    second_out, second_err = second.communicate(timeout=300)
+    first_still_running = first.poll() is None
+    first_out, first_err = first.communicate(timeout=600)
+
+    assert first_still_running, "the first run ended before the second looked at the lock: nothing was contended"
+    assert second.returncode == 3, (second_out, second_err)
+    assert "table 'nightly' is locked by" in second_err and "only one run per table at a time" in second_err
+    assert "published" not in second_out
+    assert first.returncode == 0, first_err
+    assert "published nightly@0" in first_out and "promoted nightly@production -> 0" in first_out
+    store = TableStore(store_uri)
+    assert [v.version for v in store.versions("nightly")] == [0]  # one version, whole and readable
+    assert alias_target(store, "nightly", "production") == 0
+    assert store.read("nightly", 0).num_rows == store.info("nightly", 0).metadata["vocab_size"]
+    assert list((Path(store_uri) / "_locks").iterdir()) == []  # released, no temporary files

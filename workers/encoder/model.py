@@ -86,6 +86,12 @@ class Encoder(nn.Module):
         return folder
 
 
+# Weights load as float32 whatever the checkpoint's dtype: transformers 5 keeps a float16/bfloat16
+# checkpoint's dtype by default, and AdamW on half-precision parameters diverges to NaN (its eps,
+# 1e-8, is 0 in float16). Speed on GPUs comes from bf16 autocast around the float32 weights.
+FLOAT32_WEIGHTS = {"local_files_only": True, "dtype": torch.float32}
+
+
 @contextmanager
 def _quiet_loading():
     """transformers reports every weight a head-less load skips (MLM head, pooler): expected here, not news."""
@@ -108,10 +114,10 @@ def load_encoder(folder: str | os.PathLike, spec: EncoderSpec | None = None) -> 
     config = json.loads((folder / "config.json").read_text())
     with _quiet_loading():
         if "BertForMaskedLM" in (config.get("architectures") or []):  # saved with its MLM head: the encoder part
-            transformer = BertForMaskedLM.from_pretrained(folder, local_files_only=True).bert
+            transformer = BertForMaskedLM.from_pretrained(folder, **FLOAT32_WEIGHTS).bert
         else:  # BERT's pooler layer feeds nothing here (DDP refuses parameters without gradients): leave it out
             no_pooler = {"add_pooling_layer": False} if config.get("model_type") == "bert" else {}
-            transformer = AutoModel.from_pretrained(folder, local_files_only=True, **no_pooler)
+            transformer = AutoModel.from_pretrained(folder, **FLOAT32_WEIGHTS, **no_pooler)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return Encoder(transformer, tokenizer, spec)
 
@@ -152,7 +158,7 @@ def load_trainable(folder: str | os.PathLike, with_masked_lm: bool) -> tuple[Enc
     if not with_masked_lm:
         return load_encoder(folder), None
     with _quiet_loading():
-        masked_lm = BertForMaskedLM.from_pretrained(folder, local_files_only=True)
+        masked_lm = BertForMaskedLM.from_pretrained(folder, **FLOAT32_WEIGHTS)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return Encoder(masked_lm.bert, tokenizer, _spec_of(folder)), masked_lm
 
