@@ -11,6 +11,9 @@
 
 Settings (both sides): dim 100, window 5, negative 5, sample 1e-3, min_count 5 (the
 statistics'), 5 epochs, alpha 0.025 -> 0.0001, 2 workers; fastText n-grams 3..6 in 2 M buckets.
+gensim's workers are threads on one shared model (Hogwild); firth's default here is the same
+shape, one Ray Train worker with 2 Hogwild threads (`threads_per_worker`); `--firth-workers 2
+--threads 1` runs two Ray Train workers that sum their deltas `--syncs` times per epoch instead.
 gensim gets firth's tokens table as sentences (documents, split at gensim's 10,000-word limit),
 so both train on the same words. words/s = corpus words x epochs / training seconds (firth:
 its epoch time, without Ray's start; gensim: `train()`); wall = everything, Ray start included.
@@ -103,17 +106,20 @@ def sentences(tokens: list[str], files: list[str], limit: int = 10_000) -> list[
     return out
 
 
-def run_firth(model: str, tokens, counts, files, workers: int, data: str | None) -> dict:
+def run_firth(model: str, tokens, counts, files, workers: int, threads: int, data: str | None, sync: str,
+              syncs: int) -> dict:
     from benchmarks.glove_bench import PeakMemory
     from pipelines.config import FastTextConfig, Word2VecConfig
     from workers.word2vec_train import train_word2vec
 
     cls = FastTextConfig if model == "fasttext" else Word2VecConfig
     config = cls(**SETTINGS, **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
-                 architecture="cbow" if model == "cbow" else "skipgram")
+                 threads_per_worker=threads, architecture="cbow" if model == "cbow" else "skipgram",
+                 syncs_per_epoch=syncs)
     with tempfile.TemporaryDirectory() as checkpoints, PeakMemory() as memory:
         start = time.perf_counter()
-        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints)
+        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints,
+                                sync=sync)
         wall = time.perf_counter() - start
     return {"words_per_sec": result.words_per_sec, "wall_s": wall, "peak_gb": memory.peak_total / 2**30,
             "loss": result.epoch_losses[-1], **evaluation(tokens, result.vectors, data)}
@@ -189,10 +195,15 @@ def main() -> None:
     parser.add_argument("--data", help="an exported folder (--export): tokens, vocabulary and evaluation files")
     parser.add_argument("--export", help="copy the statistics and evaluation files here, then stop")
     parser.add_argument("--models", default="sg,cbow,fasttext")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="gensim's worker threads")
+    parser.add_argument("--firth-workers", type=int, default=1, help="firth's Ray Train workers")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="firth's threads per worker (default: --workers / --firth-workers)")
     parser.add_argument("--device", help="cpu or cuda: skip-gram with the torch kernel in-process, no Ray")
     parser.add_argument("--batch", type=int, default=32_768, help="examples per torch step (--device)")
     parser.add_argument("--skip-gensim", action="store_true")
+    parser.add_argument("--sync", default="sum", choices=["sum", "mean"], help="firth's worker sync")
+    parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
     args = parser.parse_args()
 
     stats = args.data or args.stats
@@ -217,7 +228,8 @@ def main() -> None:
         return
     corpus = None if args.skip_gensim else sentences(tokens, files)
     for model in args.models.split(","):
-        firth = run_firth(model, tokens, counts, files, args.workers, args.data)
+        threads = args.threads or max(1, args.workers // args.firth_workers)
+        firth = run_firth(model, tokens, counts, files, args.firth_workers, threads, args.data, args.sync, args.syncs)
         gensim = None if args.skip_gensim else run_gensim(model, corpus, words, args.workers)
         show({"sg": "skip-gram", "cbow": "CBOW", "fasttext": "fastText (skip-gram)"}[model], firth, gensim)
     if temporary:

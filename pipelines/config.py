@@ -145,6 +145,9 @@ class Word2VecConfig(Section):
     alpha: float = Field(0.025, gt=0)  # learning rate at the start, falling linearly to min_alpha
     min_alpha: float = Field(0.0001, ge=0)
     num_workers: int = Field(2, ge=1)  # Ray Train workers
+    # CPU threads per worker sharing its parameters without locks (Hogwild, gensim's `workers`):
+    # on one machine 1 worker x N threads keeps gensim's quality, N workers sync only periodically
+    threads_per_worker: int = Field(1, ge=1)
     use_gpu: bool = False
     syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
     block_words: int = Field(200_000, ge=1)  # words per kernel call (progress and sync granularity)

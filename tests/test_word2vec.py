@@ -157,6 +157,30 @@ def test_subsampling_drops_frequent_words_at_the_documented_rate():
     assert abs(stats[2] - expected) < 4 * 42
 
 
+def test_hogwild_threads_train_every_example_once_and_learn_like_one_thread():
+    from workers.word2vec_loop import WorkerLoop
+
+    ids, offsets, counts = _corpus(40, 600, seed=3)
+    layout = make_layout([str(w) for w in range(40)], 16, negative=True, hs=False)
+    results = {}
+    for threads in (1, 2):
+        # window 1 and no subsampling: the examples do not depend on the random draws
+        config = Word2VecConfig(dim=16, window=1, negative=3, sample=0, alpha=0.05, threads_per_worker=threads)
+        worker = WorkerLoop(config, layout, counts, torch.device("cpu"), rank=0)
+        rng_state = np.arange(1, threads + 1, dtype=np.uint64)
+        losses = []
+        for _ in range(4):
+            stats = np.zeros(3)
+            worker.train(ids, offsets, 0.05, 0.05, rng_state, stats)
+            losses.append(stats[0] / stats[1])
+        results[threads] = stats, losses
+    (one, one_losses), (two, two_losses) = results[1], results[2]
+    assert one[2] == two[2] == len(ids)  # every word once per epoch, split between the threads
+    assert one[1] == two[1] == 2 * (len(ids) - (len(offsets) - 1))  # both neighbours of every word
+    assert two_losses[-1] < two_losses[0] < 0.8 * np.log(2) * (1 + 3)  # log 2 per output untrained
+    assert two_losses[-1] == pytest.approx(one_losses[-1], rel=0.05)  # the same model, trained in parallel
+
+
 # ---- Ray Train ----------------------------------------------------------------------------------
 
 VOCAB = 30

@@ -8,6 +8,7 @@ benchmark runs it alone. `config` is a Word2VecConfig or anything with the same 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -39,16 +40,37 @@ class WorkerLoop:
         self.device_tables = None if device.type == "cpu" and not torch_kernel else DeviceTables(
             device, self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, config.seed + rank)
         self.sg = config.architecture == "skipgram"
+        # Hogwild threads (CPU kernel): each block is split among them, and they update one state
+        self.threads = getattr(config, "threads_per_worker", 1) if self.device_tables is None else 1
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def train(self, ids: np.ndarray, offsets: np.ndarray, alpha_start: float, alpha_end: float,
               rng_state: np.ndarray, stats: np.ndarray) -> None:
-        """Train on one block of documents; stats (3,) float64 += (loss sum, examples, words kept)."""
+        """Train on one block of documents; stats (3,) float64 += (loss sum, examples, words kept).
+        rng_state: (threads,) uint64, one LCG state per thread (the torch kernel uses the first)."""
         c, layout = self.config, self.layout
         if self.device_tables is None:
             syn0, syn1neg, syn1 = layout.views(self.state)
-            train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows, self.keep,
-                        self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, self.sg, c.negative,
-                        c.hs, c.window, alpha_start, alpha_end, rng_state, self.sig, self.logsig, stats)
+
+            def kernel(part: int, first: int, last: int) -> np.ndarray:
+                part_stats = np.zeros(3)
+                train_block(syn0, syn1neg, syn1, ids[offsets[first]:offsets[last]],
+                            offsets[first:last + 1] - offsets[first], layout.row_offsets, layout.rows, self.keep,
+                            self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, self.sg,
+                            c.negative, c.hs, c.window, alpha_start, alpha_end, rng_state[part:part + 1], self.sig,
+                            self.logsig, part_stats)
+                return part_stats
+
+            if self.pool is None:
+                stats += kernel(0, 0, len(offsets) - 1)
+                return
+            # the threads train equal parts (by words, whole documents) at once, each with its own
+            # random state, all at the block's learning rate (they run side by side)
+            cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], self.threads + 1)).tolist()
+            cuts[0], cuts[-1] = 0, len(offsets) - 1
+            parts = [(k, cuts[k], cuts[k + 1]) for k in range(self.threads) if cuts[k] < cuts[k + 1]]
+            for part_stats in self.pool.map(lambda part: kernel(*part), parts):
+                stats += part_stats
             return
         input_offsets, input_rows, targets, kept = make_examples(ids, offsets, self.keep, layout.row_offsets,
                                                                  layout.rows, self.sg, c.window, rng_state)
@@ -65,8 +87,8 @@ class WorkerLoop:
         c = self.config
         share = sum(u[2] for u in units)
         total = c.epochs * max(share, 1)
-        seed = np.random.SeedSequence((c.seed, epoch, self.rank)).generate_state(1, np.uint64)
-        rng_state = np.array(seed, dtype=np.uint64)  # (1,) the kernel's LCG state: replayable per epoch
+        seed = np.random.SeedSequence((c.seed, epoch, self.rank)).generate_state(self.threads, np.uint64)
+        rng_state = np.array(seed, dtype=np.uint64)  # (threads,) the kernel's LCG states: replayable per epoch
         stats = np.zeros(3)
         done = 0
         for path, group, _ in units:
