@@ -8,6 +8,8 @@
     .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats --export bench-data
     # skip-gram with the batched torch kernel alone on one device (needs torch, numpy, pyarrow, numba, scipy)
     python benchmarks/word2vec_vs_gensim.py --data bench-data --device cuda --skip-gensim
+    # the same on CPU, and the numba kernel through the same loop (the torch kernel's reference)
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats SUBSET --device cpu [--numba]
 
 Settings (both sides): dim 100, window 5, negative 5, sample 1e-3, min_count 5 (the
 statistics'), 5 epochs, alpha 0.025 -> 0.0001, 2 workers; fastText n-grams 3..6 in 2 M buckets.
@@ -146,8 +148,9 @@ def run_gensim(model: str, corpus: list[list[str]], words: int, workers: int) ->
             **evaluation(trained.wv.index_to_key, trained.wv.vectors, None)}
 
 
-def run_device(tokens, counts, files, device: str, data: str | None, batch: int) -> dict:
-    """Skip-gram with the torch kernel in this process (no Ray): the GPU figure."""
+def run_device(tokens, counts, files, device: str, data: str | None, batch: int, torch_kernel: bool = True) -> dict:
+    """Skip-gram with the torch kernel in this process (no Ray): the GPU figure. torch_kernel=False:
+    the numba kernel (one thread) through the same loop, its reference on CPU."""
     import torch
 
     from workers.word2vec import make_layout, word_vectors
@@ -159,7 +162,7 @@ def run_device(tokens, counts, files, device: str, data: str | None, batch: int)
 
     config = SimpleNamespace(**SETTINGS, architecture="skipgram", seed=0, block_words=2_000_000, gpu_batch=batch)
     layout = make_layout(tokens, config.dim, True, False)
-    worker = WorkerLoop(config, layout, counts, torch.device(device), rank=0, torch_kernel=True)
+    worker = WorkerLoop(config, layout, counts, torch.device(device), rank=0, torch_kernel=torch_kernel)
     units = units_of(files)
     start = time.perf_counter()
     losses = []
@@ -201,6 +204,7 @@ def main() -> None:
                         help="firth's threads per worker (default: --workers / --firth-workers)")
     parser.add_argument("--device", help="cpu or cuda: skip-gram with the torch kernel in-process, no Ray")
     parser.add_argument("--batch", type=int, default=32_768, help="examples per torch step (--device)")
+    parser.add_argument("--numba", action="store_true", help="--device cpu: the numba kernel instead (reference)")
     parser.add_argument("--skip-gensim", action="store_true")
     parser.add_argument("--sync", default="sum", choices=["sum", "mean"], help="firth's worker sync")
     parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
@@ -223,8 +227,9 @@ def main() -> None:
     words = int(sum(u[2] for u in units_of(files)))
     print(f"corpus: {words:,} words in {len(files)} tokens files, vocabulary {len(tokens):,}")
     if args.device:
-        show(f"skip-gram, torch kernel on {args.device}", run_device(tokens, counts, files, args.device, args.data,
-                                                                     args.batch), None)
+        kernel = "numba kernel" if args.numba else "torch kernel"
+        show(f"skip-gram, {kernel} on {args.device}", run_device(tokens, counts, files, args.device, args.data,
+                                                                 args.batch, not args.numba), None)
         return
     corpus = None if args.skip_gensim else sentences(tokens, files)
     for model in args.models.split(","):

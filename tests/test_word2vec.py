@@ -12,6 +12,7 @@ import torch
 from pipelines.config import Word2VecConfig
 from workers.word2vec import alias_table, huffman, init_state, keep_probabilities, make_layout, sigmoid_tables
 from workers.word2vec_numba import train_block
+from workers import word2vec_torch
 from workers.word2vec_torch import DeviceTables, make_examples, train_examples
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -252,3 +253,30 @@ def test_warm_start_maps_published_rows_by_token_and_checks_dim(tmp_path):
     wrong_dim = config.model_copy(update={"model": config.model.model_copy(update={"dim": 3})})
     with pytest.raises(ValueError, match="model.init_from: w@0 has dim 2, but model.dim is 3"):
         warm_start_vectors(wrong_dim, ["a"])
+
+
+@pytest.mark.parametrize("sg", [True, False])
+def test_one_batch_of_a_whole_epoch_learns_where_summed_updates_diverge(sg, monkeypatch):
+    # Every example of an epoch in one torch batch: the frequent rows are outputs of thousands of
+    # examples. Their summed update, bounded by the rows' curvature, still learns like small
+    # batches; unbounded (STEP_BOUND = inf: the plain sum) it overshoots and the loss blows up.
+    ids, offsets, counts = _corpus(50, 400, seed=1)
+    layout = make_layout([str(w) for w in range(50)], 16, negative=True, hs=False)
+    keep = keep_probabilities(counts, 1e-2)
+
+    def losses(batch):
+        state = init_state(layout, 0)
+        tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
+        out = []
+        for epoch in range(6):
+            examples = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows, sg, 4,
+                                     np.array([epoch + 1], np.uint64))
+            out.append(train_examples(*layout.views(torch.from_numpy(state)), *examples[:3], tables, 5, False,
+                                      0.05, 0.05, batch=batch) / len(examples[2]))
+        return out
+
+    small, whole = losses(64), losses(1 << 20)
+    assert whole[-1] < 0.85 * whole[0] and whole[-1] == pytest.approx(small[-1], rel=0.15)
+    monkeypatch.setattr(word2vec_torch, "STEP_BOUND", float("inf"))
+    unbounded = losses(1 << 20)
+    assert not unbounded[-1] < 2 * whole[-1]  # nan or far above: the sum overshoots

@@ -5,12 +5,22 @@ subsampling and dynamic window draws as the CPU kernel), each an input (the rows
 for skip-gram, of the window's words for CBOW) and a target word; the device then trains
 `batch` examples at a time (`train_examples`): h = mean of the input rows (embedding_bag), the
 target and `negative` noise words drawn on the device from the alias table (and/or the target's
-Huffman path) scored in one bmm, and every gradient added with index_add_. A row that several
-examples of one batch touch gets the *mean* of their updates, not the sum: in a batch of 32 k
-examples "the" is an output of thousands, and their summed step diverged to NaN on the benchmark
-corpus (H100, loss nan from epoch 1), where sequential SGD would have moved it a little after
-each. With one example per batch (the tests' comparison with the CPU kernel) nothing changes:
-updates within one example still add, as in word2vec.c. The learning rate
+Huffman path) scored in one bmm, and every gradient added with index_add_.
+
+A row that several examples of one batch touch gets the *sum* of their updates, as sequential
+SGD would give it, unless that sum would overshoot: in a batch of 32 k examples "the" is an
+output of thousands, and their summed step diverged to NaN (benchmark corpus on an H100; 0.76 M
+words on CPU, even at 4 k examples per batch). So each row's summed update is scaled by
+min(1, STEP_BOUND / (alpha c)), c = Σ σ'(f) |x|² over the row's entries in the batch (x the
+other side of each score: h for an output row, the output rows for an input). c bounds the
+curvature of the batch's loss in that row (the Hessian's trace, at least its largest
+eigenvalue), and gradient descent with step size s is stable while s times that curvature stays
+below 2: the scaled step keeps alpha c at STEP_BOUND or less. Rows few examples
+touch (most of them) keep the plain sum. The previous rule, the *mean* of the examples' updates,
+was stable but made thousands of times fewer steps than sequential SGD: after 5 epochs at
+32 k examples per batch the loss was still log 2 per output (nothing learnt; benchmarks/README.md
+has the comparison). With one example per batch (the tests' comparison with the CPU kernel)
+nothing changes: updates within one example add, as in word2vec.c. The learning rate
 falls linearly over the block, one value per batch. Loss: -log σ of the label-signed scores,
 summed on the device (float64) and read once per call.
 """
@@ -21,6 +31,9 @@ import torch
 import torch.nn.functional as F
 from numba import njit
 
+# alpha times the curvature a row's summed step may reach. 1 learnt as well as the CPU kernel
+# (0.76 M and 3.1 M words of the benchmark corpus, batch 32 k); 2 diverged to NaN. See below.
+STEP_BOUND = 1.0
 _LCG_A, _LCG_C = np.uint64(25214903917), np.uint64(11)
 
 
@@ -130,15 +143,17 @@ def train_examples(syn0: torch.Tensor, syn1neg: torch.Tensor, syn1: torch.Tensor
         target = targets_all[start:stop]  # (B,)
         h = F.embedding_bag(rows, syn0, offsets, mode="mean")  # (B, D)
         grad_h = torch.zeros_like(h)
+        curvature_h = torch.zeros(h.shape[0], device=device)  # (B,) Σ σ'(f) |w|² over the outputs scored
         if negative > 0:
-            loss += _score_and_update(syn1neg, h, grad_h, *_negative_outputs(target, tables, negative), alpha)
+            noise = _negative_outputs(target, tables, negative)
+            loss += _score_and_update(syn1neg, h, grad_h, curvature_h, *noise, alpha)
         if hs:
             points, labels, mask = _path_outputs(target, tables)
-            loss += _score_and_update(syn1, h, grad_h, points, labels, mask, alpha)
+            loss += _score_and_update(syn1, h, grad_h, curvature_h, points, labels, mask, alpha)
         counts = offsets_all[start + 1:stop + 1] - offsets_all[start:stop]  # (B,) rows per example
-        example = torch.arange(stop - start, device=device).repeat_interleave(counts)  # (R,) each row's example
         updates = grad_h.repeat_interleave(counts, dim=0)  # every row: the full gradient of its example
-        syn0.index_add_(0, rows, updates / _examples_touching(rows, example, syn0.shape[0], stop - start)[:, None])
+        scale = _stable_scale(rows, curvature_h.repeat_interleave(counts), syn0.shape[0], alpha)
+        syn0.index_add_(0, rows, updates * scale[:, None])
     return float(loss)
 
 
@@ -163,23 +178,26 @@ def _path_outputs(target: torch.Tensor, tables: DeviceTables):
     return points, 1.0 - codes, mask
 
 
-def _score_and_update(out: torch.Tensor, h: torch.Tensor, grad_h: torch.Tensor, outputs: torch.Tensor,
-                      labels: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Score h against out[outputs], add the input gradient to grad_h, update out; returns the loss sum."""
+def _score_and_update(out: torch.Tensor, h: torch.Tensor, grad_h: torch.Tensor, curvature_h: torch.Tensor,
+                      outputs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Score h against out[outputs], add the input gradient to grad_h and its curvature to
+    curvature_h, update out; returns the loss sum."""
     w = out[outputs]  # (B, S, D)
     f = torch.bmm(w, h[:, :, None]).squeeze(2)  # (B, S)
-    g = (labels - torch.sigmoid(f)) * (alpha * mask)  # (B, S)
+    p = torch.sigmoid(f)
+    g = (labels - p) * (alpha * mask)  # (B, S)
     loss = (-F.logsigmoid(torch.where(labels > 0, f, -f)) * mask).sum(dtype=torch.float64)
     grad_h += torch.bmm(g[:, None, :], w).squeeze(1)  # (B, D)
-    example = torch.arange(outputs.shape[0], device=outputs.device)[:, None].expand_as(outputs).reshape(-1)
+    bend = p * (1 - p) * mask  # (B, S) σ'(f): the second derivative of each output's loss along f
+    curvature_h += (bend * (w * w).sum(2)).sum(1)
     rows = outputs.reshape(-1)
     updates = (g[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1])  # (B*S, D)
-    out.index_add_(0, rows, updates / _examples_touching(rows, example, out.shape[0], outputs.shape[0])[:, None])
+    scale = _stable_scale(rows, (bend * (h * h).sum(1)[:, None]).reshape(-1), out.shape[0], alpha)
+    out.index_add_(0, rows, updates * scale[:, None])
     return loss
 
 
-def _examples_touching(rows: torch.Tensor, example: torch.Tensor, n_rows: int, batch: int) -> torch.Tensor:
-    """(N,) float: for each (row, example) entry, how many distinct examples of the batch touch that row."""
-    pairs = torch.unique(rows.long() * batch + example)  # one key per distinct (row, example)
-    per_row = torch.bincount(pairs // batch, minlength=n_rows)  # (n_rows,)
-    return per_row[rows.long()].to(torch.float32)
+def _stable_scale(rows: torch.Tensor, curvature: torch.Tensor, n_rows: int, alpha: float) -> torch.Tensor:
+    """(N,) for each (row, curvature) entry: min(1, STEP_BOUND / (alpha * the row's summed curvature))."""
+    per_row = torch.zeros(n_rows, dtype=curvature.dtype, device=rows.device).index_add_(0, rows, curvature)
+    return (STEP_BOUND / (alpha * per_row[rows]).clamp(min=1e-30)).clamp(max=1.0)
