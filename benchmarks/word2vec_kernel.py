@@ -11,8 +11,6 @@ firth over the whole corpus: the same rates for frequent words.)
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,17 +21,17 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
+from benchmarks.word2vec_vs_gensim import read_statistics  # noqa: E402
 from workers.word2vec import alias_table, init_state, keep_probabilities, make_layout, sigmoid_tables  # noqa: E402
 from workers.word2vec_numba import train_block  # noqa: E402
 
 
 def first_words(stats: str, words: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    vocabulary = pq.read_table(os.path.join(stats, "vocabulary.parquet"))
-    files = sorted(glob.glob(os.path.join(stats, "tokens", "shard-*.parquet")))
+    tokens, counts, files = read_statistics(stats)
     column = pa.concat_tables([pq.read_table(f, columns=["token_ids"]) for f in files])["token_ids"].combine_chunks()
     ids, offsets = column.values.to_numpy().astype(np.int32), column.offsets.to_numpy().astype(np.int64)
     docs = int(np.searchsorted(offsets, words))
-    return vocabulary["token"].to_pylist(), vocabulary["count"].to_numpy(), ids[:offsets[docs]], offsets[:docs + 1]
+    return tokens, counts, ids[:offsets[docs]], offsets[:docs + 1]
 
 
 def firth_seconds(model: str, tokens, counts, ids, offsets) -> tuple[float, float]:

@@ -124,26 +124,52 @@ def test_numba_and_torch_kernels_agree_example_by_example_on_cbow_hs():
     assert np.abs(dev - cpu).max() < 0.03 * change
 
 
+def _torch_losses(layout, state, ids, offsets, counts, sg, negative, hs, batch, epochs=6) -> list[float]:
+    """The torch kernel's mean loss per example in each epoch (window 4, sample 1e-2, alpha 0.05)."""
+    tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
+    keep = keep_probabilities(counts, 1e-2)
+    losses = []
+    for epoch in range(epochs):
+        examples = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows, sg, 4,
+                                 np.array([epoch + 1], np.uint64))
+        losses.append(train_examples(*layout.views(torch.from_numpy(state)), *examples[:3], tables, negative, hs,
+                                     0.05, 0.05, batch=batch) / len(examples[2]))
+    return losses
+
+
 @pytest.mark.parametrize("sg, negative, hs", [(True, 5, False), (False, 5, False), (True, 0, True), (False, 3, True)])
 def test_kernels_lower_the_loss(sg, negative, hs):
     ids, offsets, counts = _corpus(50, 400, seed=1)
     layout = make_layout([str(w) for w in range(50)], 16, negative=negative > 0, hs=hs)
     cpu, dev = init_state(layout, 0), init_state(layout, 0)
-    tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
-    keep = keep_probabilities(counts, 1e-2)
-    cpu_losses, dev_losses = [], []
+    cpu_losses = []
     for epoch in range(6):
         stats = _run_numba(layout, cpu, ids, offsets, counts, sg, negative, hs, 4, 0.05, seed=epoch + 1,
                            sample=1e-2)
         cpu_losses.append(stats[0] / stats[1])
-        examples = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows, sg, 4,
-                                 np.array([epoch + 1], np.uint64))
-        dev_losses.append(train_examples(*layout.views(torch.from_numpy(dev)), *examples[:3], tables, negative, hs,
-                                         0.05, 0.05, batch=64) / len(examples[2]))
+    dev_losses = _torch_losses(layout, dev, ids, offsets, counts, sg, negative, hs, batch=64)
     assert cpu_losses[-1] < cpu_losses[0] and dev_losses[-1] < dev_losses[0]
     if not hs:  # untrained (zero output rows), every score is 0: log 2 per output
         assert cpu_losses[-1] < 0.7 * np.log(2) * (1 + negative)
     assert cpu_losses[-1] == pytest.approx(dev_losses[-1], rel=0.05)  # the same model
+
+
+@pytest.mark.parametrize("sg", [True, False])
+def test_one_batch_of_a_whole_epoch_learns_where_summed_updates_diverge(sg, monkeypatch):
+    # Every example of an epoch in one torch batch: the frequent rows are outputs of thousands of
+    # examples. Their summed update, bounded by the rows' curvature, still learns like small
+    # batches; unbounded (STEP_BOUND = inf: the plain sum) it overshoots and the loss blows up.
+    ids, offsets, counts = _corpus(50, 400, seed=1)
+    layout = make_layout([str(w) for w in range(50)], 16, negative=True, hs=False)
+
+    def losses(batch):
+        return _torch_losses(layout, init_state(layout, 0), ids, offsets, counts, sg, 5, False, batch)
+
+    small, whole = losses(64), losses(1 << 20)
+    assert whole[-1] < 0.85 * whole[0] and whole[-1] == pytest.approx(small[-1], rel=0.15)
+    monkeypatch.setattr(word2vec_torch, "STEP_BOUND", float("inf"))
+    unbounded = losses(1 << 20)
+    assert not unbounded[-1] < 2 * whole[-1]  # nan or far above: the sum overshoots
 
 
 def test_subsampling_drops_frequent_words_at_the_documented_rate():
@@ -253,30 +279,3 @@ def test_warm_start_maps_published_rows_by_token_and_checks_dim(tmp_path):
     wrong_dim = config.model_copy(update={"model": config.model.model_copy(update={"dim": 3})})
     with pytest.raises(ValueError, match="model.init_from: w@0 has dim 2, but model.dim is 3"):
         warm_start_vectors(wrong_dim, ["a"])
-
-
-@pytest.mark.parametrize("sg", [True, False])
-def test_one_batch_of_a_whole_epoch_learns_where_summed_updates_diverge(sg, monkeypatch):
-    # Every example of an epoch in one torch batch: the frequent rows are outputs of thousands of
-    # examples. Their summed update, bounded by the rows' curvature, still learns like small
-    # batches; unbounded (STEP_BOUND = inf: the plain sum) it overshoots and the loss blows up.
-    ids, offsets, counts = _corpus(50, 400, seed=1)
-    layout = make_layout([str(w) for w in range(50)], 16, negative=True, hs=False)
-    keep = keep_probabilities(counts, 1e-2)
-
-    def losses(batch):
-        state = init_state(layout, 0)
-        tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
-        out = []
-        for epoch in range(6):
-            examples = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows, sg, 4,
-                                     np.array([epoch + 1], np.uint64))
-            out.append(train_examples(*layout.views(torch.from_numpy(state)), *examples[:3], tables, 5, False,
-                                      0.05, 0.05, batch=batch) / len(examples[2]))
-        return out
-
-    small, whole = losses(64), losses(1 << 20)
-    assert whole[-1] < 0.85 * whole[0] and whole[-1] == pytest.approx(small[-1], rel=0.15)
-    monkeypatch.setattr(word2vec_torch, "STEP_BOUND", float("inf"))
-    unbounded = losses(1 << 20)
-    assert not unbounded[-1] < 2 * whole[-1]  # nan or far above: the sum overshoots
