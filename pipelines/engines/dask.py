@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 
+import dask
 from distributed import Client, LocalCluster, as_completed
 from tqdm.auto import tqdm
 
@@ -21,8 +24,18 @@ class DaskEngine:
         else:
             # One thread per worker process: the kernels are single-threaded numba/numpy and
             # the GIL would serialise threads doing Python-level parsing.
-            self.cluster = LocalCluster(n_workers=self.config.n_workers, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            # Dask's nannies give their workers MALLOC_TRIM_THRESHOLD_=65536: glibc then hands
+            # every freed block over 64 KiB back to the OS, and each of the kernels' large
+            # temporary arrays is page-faulted afresh (co-occurrence counting 25 % and merging
+            # 45 % slower here; benchmarks/README.md). Workers keep glibc's adaptive default.
+            # The nannies also export their variables into this process's environment, where
+            # later child processes (Ray's workers) would inherit them: that is undone.
+            saved = dict(os.environ)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                self.cluster = LocalCluster(n_workers=self.config.n_workers, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            os.environ.clear()
+            os.environ.update(saved)
             self.client = Client(self.cluster)
         return self
 
@@ -33,12 +46,18 @@ class DaskEngine:
             self.cluster.close()
 
     def map(self, fn, items, label):
-        futures = self.client.map(fn, list(items), pure=False, key=[f"{label}-{n}" for n in range(len(items))])
+        # Keys unique per call: a repeated label must not meet the cancelled futures of its last call.
+        run = uuid.uuid4().hex[:8]
+        futures = self.client.map(fn, list(items), pure=False, key=[f"{label}-{run}-{n}" for n in range(len(items))])
+        position = {future.key: n for n, future in enumerate(futures)}
+        results = [None] * len(futures)
         try:
             with tqdm(total=len(futures), desc=label, unit="task", leave=False) as bar:
                 for future in as_completed(futures):
-                    future.result()  # re-raises a worker's exception here, with its message
+                    # Each result crosses to the driver once, as its task finishes, while the others
+                    # run; a worker's exception is re-raised here, with its message.
+                    results[position[future.key]] = future.result()
                     bar.update()
-            return self.client.gather(futures)
+            return results
         finally:
             self.client.cancel(futures)
