@@ -4,7 +4,7 @@ against scikit-learn's TfidfVectorizer, measured in the same run.
 
     bash ../shared/bench/make-corpus.sh /work/bench-corpus      # 16 shards, ~12.9 M tokens
     PYTHONPATH=$PWD .venv/bin/python -m benchmarks.statistics_bench /work/bench-corpus \\
-        [--engines dask beam] [--workers 1 2] [--memory-mb 128] [--glove /tmp/glove]
+        [--engines processes dask beam] [--rounds 3] [--memory-mb 128] [--glove /tmp/glove]
 
 Each statistic runs as its own engine map over the 16 shards, with the job's kernels:
   vocabulary count   read + tokenize + count words            (CountWords, pipelines.statistics.count_shard)
@@ -113,54 +113,102 @@ def tfidf_shard(index: int, location: Location, idf: np.ndarray) -> dict:
     return {"pid": os.getpid(), "peak_mb": _peak_mb()}
 
 
-def run_engine(engine_name: str, workers: int, shard_glob: str, memory_mb: float, work: Path,
-               whole_job: bool = True) -> dict:
+def run_engine(engine_name: str, shard_glob: str, memory_mb: float, work: Path, rounds: int,
+               whole_job: bool = True, workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Every step on `engine_name` with 1 and with 2 workers, both engines open at once: each round
+    runs a step on one then on the other (the order alternates), so that a speed-up compares runs
+    seconds apart. This machine's speed drifts by tens of percent over minutes (a virtual machine on
+    a shared host: the same loop took 1.5 to 2.8 s alone), which whole runs minutes apart mismeasure."""
+    from contextlib import ExitStack
+
     from benchmarks import statistics_bench as steps  # by module name, so that workers can import them
 
-    config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [shard_glob]}, "statistics": {
-        "engine": engine_name, "n_workers": workers, "window": 10, "min_count": 5, "n_buckets": 16,
-        "memory_mb": memory_mb, "cache": False}})
-    shards = list_shards(config.corpus)
-    location = Location(str(work / f"{engine_name}-{workers}"), {})
-    result = {"engine": engine_name, "workers": workers, "seconds": {}, "peak_mb": {}}
-    with open_engine(config.statistics) as engine:
-        baseline = engine.map(partial(steps.warm_up, config=config), list(range(4 * workers)), "WarmUp")
-        result["rss_before_work_mb"] = max(b["rss_mb"] for b in baseline)
+    def config_for(n: int) -> JobConfig:
+        return JobConfig.model_validate({"table": "bench", "corpus": {"shards": [shard_glob]}, "statistics": {
+            "engine": "dask" if engine_name == "processes" else engine_name, "n_workers": n, "window": 10,
+            "min_count": 5, "n_buckets": 16, "memory_mb": memory_mb, "cache": False}})
+    configs = {n: config_for(n) for n in workers}
+    shards = list_shards(configs[workers[0]].corpus)
+    locations = {n: Location(str(work / f"{engine_name}-{n}"), {}) for n in workers}
+    result = {"engine": engine_name, "rounds": rounds, "seconds": {}, "peak_mb": {}, "rss_before_work_mb": {}}
+    with ExitStack() as stack:
+        engines = {n: stack.enter_context(ProcessPool(n) if engine_name == "processes" else open_engine(configs[n].statistics))
+                   for n in workers}
+        for n, engine in engines.items():
+            baseline = engine.map(partial(steps.warm_up, config=configs[n]), list(range(4 * n)), "WarmUp")
+            result["rss_before_work_mb"][n] = max(b["rss_mb"] for b in baseline)
 
-        def timed(name, fn, items):
+        def timed(name: str, n: int, fn, items) -> list:
             start = time.perf_counter()
-            out = engine.map(fn, items, name)
-            result["seconds"][name] = time.perf_counter() - start
-            result["peak_mb"][name] = max(o["peak_mb"] for o in out) if out and isinstance(out[0], dict) else None
+            out = engines[n].map(fn, items, name)
+            result["seconds"].setdefault(name, {}).setdefault(n, []).append(time.perf_counter() - start)
+            if out and isinstance(out[0], dict):
+                peaks = result["peak_mb"].setdefault(name, {})
+                peaks[n] = max(peaks.get(n, 0), max(o["peak_mb"] for o in out))
             return out
 
-        timed("empty map (engine overhead per step)", steps.noop, list(range(workers)))
-        counted = timed("vocabulary count", partial(steps.count_with_peak, config=config, location=location), shards)
+        def paired(run) -> list:
+            """run(n) on each worker count, `rounds` times, alternating; the first count's last output."""
+            outputs = {}
+            for r in range(rounds):
+                for n in (workers if r % 2 == 0 else workers[::-1]):
+                    outputs[n] = run(n)
+            return outputs[workers[0]]
+
+        paired(lambda n: timed("empty map (engine overhead per step)", n, steps.noop, list(range(n))))
+        counted = paired(lambda n: timed("vocabulary count", n, partial(
+            steps.count_with_peak, config=configs[n], location=locations[n]), shards))
         word_counts = kernels.merge_word_counts([o["counts"] for o in counted])
         vocabulary = kernels.build_vocabulary(word_counts, 5, None)
-        n_docs = word_counts.n_docs
-        idf = kernels.idf(vocabulary["doc_count"].to_numpy(), n_docs)
+        idf = kernels.idf(vocabulary["doc_count"].to_numpy(), word_counts.n_docs)
         vocabulary_tokens = vocabulary["token"].combine_chunks()
-        indexed = list(enumerate(shards))
-        timed("encode / tokens", partial(steps.encode_tokens, config=config, location=location,
-                                         vocabulary_tokens=vocabulary_tokens), indexed)
+        paired(lambda n: timed("encode / tokens", n, partial(
+            steps.encode_tokens, config=configs[n], location=locations[n], vocabulary_tokens=vocabulary_tokens),
+            list(enumerate(shards))))
         indices = list(range(len(shards)))
-        counts = timed("co-occurrence count", partial(steps.count_cooccurrence, config=config, location=location,
-                                                      vocab_size=vocabulary.num_rows), indices)
-        result["spilled_runs"] = sum(c["runs"] for c in counts)
-        timed("co-occurrence merge", partial(steps.merge_with_peak, config=config, location=location),
-              list(range(16)))
-        result["seconds"]["co-occurrence"] = result["seconds"]["co-occurrence count"] + \
-            result["seconds"]["co-occurrence merge"]
-        result["peak_mb"]["co-occurrence"] = max(result["peak_mb"]["co-occurrence count"],
-                                                 result["peak_mb"]["co-occurrence merge"])
-        timed("TF-IDF", partial(steps.tfidf_shard, location=location, idf=idf), indices)
+
+        def cooccurrence(n: int) -> list:
+            counts = timed("co-occurrence count", n, partial(steps.count_cooccurrence, config=configs[n],
+                                                             location=locations[n], vocab_size=vocabulary.num_rows),
+                           indices)
+            timed("co-occurrence merge", n, partial(steps.merge_with_peak, config=configs[n], location=locations[n]),
+                  list(range(16)))
+            return counts
+        result["spilled_runs"] = sum(c["runs"] for c in paired(cooccurrence))
+        result["seconds"]["co-occurrence"] = {n: list(np.add(result["seconds"]["co-occurrence count"][n],
+                                                             result["seconds"]["co-occurrence merge"][n]))
+                                              for n in workers}
+        result["peak_mb"]["co-occurrence"] = {n: max(result["peak_mb"]["co-occurrence count"][n],
+                                                     result["peak_mb"]["co-occurrence merge"][n]) for n in workers}
+        paired(lambda n: timed("TF-IDF", n, partial(steps.tfidf_shard, location=locations[n], idf=idf), indices))
         if whole_job:
-            start = time.perf_counter()
-            compute_statistics(shards, config, engine, Location(str(work / f"{engine_name}-{workers}-job"), {}))
-            result["seconds"]["whole job"] = time.perf_counter() - start
+            def job(n: int) -> None:
+                start = time.perf_counter()
+                compute_statistics(shards, configs[n], engines[n], Location(str(work / f"{engine_name}-{n}-job"), {}))
+                result["seconds"].setdefault("whole job", {}).setdefault(n, []).append(time.perf_counter() - start)
+            paired(job)
     result["tokens"] = int(word_counts.counts.sum())
     return result
+
+
+class ProcessPool:
+    """The engines' ceiling: the same step functions on plain worker processes (multiprocessing,
+    spawn, one item at a time), no scheduler and no runner. What it gains from a second worker is
+    what these two cores give this work; an engine can only lose against it."""
+
+    def __init__(self, workers: int):
+        import multiprocessing
+        self.pool = multiprocessing.get_context("spawn").Pool(workers)
+
+    def __enter__(self) -> "ProcessPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+    def map(self, fn, items, label):
+        return self.pool.map(fn, items, chunksize=1)
 
 
 def count_with_peak(shard, config: JobConfig, location: Location) -> dict:
@@ -287,8 +335,10 @@ def budget_scan(shard_glob: str, budgets: list[float]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", help="folder of *.jsonl.gz shards")
-    parser.add_argument("--engines", nargs="+", default=["dask", "beam"])
-    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--engines", nargs="+", default=["processes", "dask", "beam"],
+                        help="processes: the same steps on plain worker processes, the engines' ceiling")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each step per worker count, 1 and 2 workers alternating; the table shows medians")
     parser.add_argument("--memory-mb", type=float, default=128)
     parser.add_argument("--glove", default="/tmp/glove", help="folder with a compiled cooccur, corpus.txt, vocab.txt")
     parser.add_argument("--budget-scan", nargs="*", type=float, metavar="MB",
@@ -312,36 +362,32 @@ def main() -> None:
     report["engines"] = []
     with tempfile.TemporaryDirectory(prefix="firth-statistics-bench-") as work:
         for engine_name in args.engines:
-            for workers in args.workers:
-                result = run_engine(engine_name, workers, shard_glob, args.memory_mb, Path(work), not args.skip_job)
-                report["engines"].append(result)
-                print(json.dumps(result), flush=True)
+            result = run_engine(engine_name, shard_glob, args.memory_mb, Path(work), args.rounds, not args.skip_job)
+            report["engines"].append(result)
+            print(json.dumps(result), flush=True)
     report["load_average_at_end"] = os.getloadavg()
     print_table(report)
     print(json.dumps(report, indent=1))
 
 
 def print_table(report: dict) -> None:
-    rows = {(r["engine"], r["workers"]): r for r in report["engines"]}
+    """Medians over the rounds; a speed-up is the median of the rounds' own 1 → 2 worker ratios."""
     print(f"\nload average at start {report['load_average_at_start']}, at end {report['load_average_at_end']}")
-    print("| engine | statistic | 1 worker: M tokens/s | 2 workers: M tokens/s per worker | speed-up 1 → 2 | peak MB per worker (before work) |")
+    print("| engine | statistic | 1 worker: s (M tokens/s) | 2 workers: s (M tokens/s per worker) | "
+          "speed-up 1 → 2: median (range) | peak MB per worker (before work) |")
     print("|---|---|---|---|---|---|")
-    for (engine_name, workers), r in sorted(rows.items()):
-        if workers != 1:
-            continue
-        two = rows.get((engine_name, 2))
-        for name in ["vocabulary count", "encode / tokens", "co-occurrence count", "co-occurrence merge",
-                     "co-occurrence", "TF-IDF", "whole job"]:
-            if name not in r["seconds"]:
+    for r in report["engines"]:
+        tokens, before = r["tokens"], max(r["rss_before_work_mb"].values())
+        for name, runs in r["seconds"].items():
+            one, two = runs[1], runs[2]
+            s1, s2 = float(np.median(one)), float(np.median(two))
+            if name.startswith("empty map"):
+                print(f"| {r['engine']} | {name} | {s1:.2f} | {s2:.2f} | | |")
                 continue
-            one_rate = r["tokens"] / r["seconds"][name] / 1e6
-            two_rate = two["tokens"] / two["seconds"][name] / 2 / 1e6 if two else float("nan")
-            speedup = r["seconds"][name] / two["seconds"][name] if two else float("nan")
-            peak = max(x["peak_mb"].get(name) or 0 for x in (r, two) if x)
-            print(f"| {engine_name} | {name} | {one_rate:.2f} | {two_rate:.2f} | {speedup:.2f}× | "
-                  f"{peak:.0f} ({r['rss_before_work_mb']:.0f}) |")
-        overhead = [f"{x['seconds']['empty map (engine overhead per step)']:.1f} s" for x in (r, two) if x]
-        print(f"| {engine_name} | (an empty map: engine overhead per step) | {' / '.join(overhead)} | | | |")
+            ratios = [a / b for a, b in zip(one, two)]
+            peak = max(r["peak_mb"].get(name, {}).values(), default=float("nan"))
+            print(f"| {r['engine']} | {name} | {s1:.2f} ({tokens / s1 / 1e6:.2f}) | {s2:.2f} ({tokens / s2 / 2e6:.2f}) | "
+                  f"{np.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {peak:.0f} ({before:.0f}) |")
     if "cooccur" in report:
         c = report["cooccur"]
         print(f"\nco-occurrence, window 10, one thread, {c['tokens']} tokens of corpus.txt: GloVe cooccur "
