@@ -113,8 +113,11 @@ def tfidf_shard(index: int, location: Location, idf: np.ndarray) -> dict:
     return {"pid": os.getpid(), "peak_mb": _peak_mb()}
 
 
+WORKERS = (1, 2)  # the speed-up measured: 1 → 2 workers
+
+
 def run_engine(engine_name: str, shard_glob: str, memory_mb: float, work: Path, rounds: int,
-               whole_job: bool = True, workers: tuple[int, ...] = (1, 2)) -> dict:
+               whole_job: bool = True) -> dict:
     """Every step on `engine_name` with 1 and with 2 workers, both engines open at once: each round
     runs a step on one then on the other (the order alternates), so that a speed-up compares runs
     seconds apart. This machine's speed drifts by tens of percent over minutes (a virtual machine on
@@ -127,33 +130,37 @@ def run_engine(engine_name: str, shard_glob: str, memory_mb: float, work: Path, 
         return JobConfig.model_validate({"table": "bench", "corpus": {"shards": [shard_glob]}, "statistics": {
             "engine": "dask" if engine_name == "processes" else engine_name, "n_workers": n, "window": 10,
             "min_count": 5, "n_buckets": 16, "memory_mb": memory_mb, "cache": False}})
-    configs = {n: config_for(n) for n in workers}
-    shards = list_shards(configs[workers[0]].corpus)
-    locations = {n: Location(str(work / f"{engine_name}-{n}"), {}) for n in workers}
+    configs = {n: config_for(n) for n in WORKERS}
+    shards = list_shards(configs[1].corpus)
+    locations = {n: Location(str(work / f"{engine_name}-{n}"), {}) for n in WORKERS}
     result = {"engine": engine_name, "rounds": rounds, "seconds": {}, "peak_mb": {}, "rss_before_work_mb": {}}
     with ExitStack() as stack:
         engines = {n: stack.enter_context(ProcessPool(n) if engine_name == "processes" else open_engine(configs[n].statistics))
-                   for n in workers}
+                   for n in WORKERS}
         for n, engine in engines.items():
             baseline = engine.map(partial(steps.warm_up, config=configs[n]), list(range(4 * n)), "WarmUp")
             result["rss_before_work_mb"][n] = max(b["rss_mb"] for b in baseline)
 
-        def timed(name: str, n: int, fn, items) -> list:
+        def clocked(name: str, n: int, call):
             start = time.perf_counter()
-            out = engines[n].map(fn, items, name)
+            out = call()
             result["seconds"].setdefault(name, {}).setdefault(n, []).append(time.perf_counter() - start)
+            return out
+
+        def timed(name: str, n: int, fn, items) -> list:
+            out = clocked(name, n, lambda: engines[n].map(fn, items, name))
             if out and isinstance(out[0], dict):
                 peaks = result["peak_mb"].setdefault(name, {})
                 peaks[n] = max(peaks.get(n, 0), max(o["peak_mb"] for o in out))
             return out
 
         def paired(run) -> list:
-            """run(n) on each worker count, `rounds` times, alternating; the first count's last output."""
+            """run(n) on each worker count, `rounds` times, alternating; the 1-worker run's last output."""
             outputs = {}
             for r in range(rounds):
-                for n in (workers if r % 2 == 0 else workers[::-1]):
+                for n in (WORKERS if r % 2 == 0 else WORKERS[::-1]):
                     outputs[n] = run(n)
-            return outputs[workers[0]]
+            return outputs[1]
 
         paired(lambda n: timed("empty map (engine overhead per step)", n, steps.noop, list(range(n))))
         counted = paired(lambda n: timed("vocabulary count", n, partial(
@@ -177,16 +184,13 @@ def run_engine(engine_name: str, shard_glob: str, memory_mb: float, work: Path, 
         result["spilled_runs"] = sum(c["runs"] for c in paired(cooccurrence))
         result["seconds"]["co-occurrence"] = {n: list(np.add(result["seconds"]["co-occurrence count"][n],
                                                              result["seconds"]["co-occurrence merge"][n]))
-                                              for n in workers}
+                                              for n in WORKERS}
         result["peak_mb"]["co-occurrence"] = {n: max(result["peak_mb"]["co-occurrence count"][n],
-                                                     result["peak_mb"]["co-occurrence merge"][n]) for n in workers}
+                                                     result["peak_mb"]["co-occurrence merge"][n]) for n in WORKERS}
         paired(lambda n: timed("TF-IDF", n, partial(steps.tfidf_shard, location=locations[n], idf=idf), indices))
         if whole_job:
-            def job(n: int) -> None:
-                start = time.perf_counter()
-                compute_statistics(shards, configs[n], engines[n], Location(str(work / f"{engine_name}-{n}-job"), {}))
-                result["seconds"].setdefault("whole job", {}).setdefault(n, []).append(time.perf_counter() - start)
-            paired(job)
+            paired(lambda n: clocked("whole job", n, lambda: compute_statistics(
+                shards, configs[n], engines[n], Location(str(work / f"{engine_name}-{n}-job"), {}))))
     result["tokens"] = int(word_counts.counts.sum())
     return result
 
@@ -379,15 +383,16 @@ def print_table(report: dict) -> None:
     for r in report["engines"]:
         tokens, before = r["tokens"], max(r["rss_before_work_mb"].values())
         for name, runs in r["seconds"].items():
-            one, two = runs[1], runs[2]
+            one, two = (runs[n] for n in WORKERS)
             s1, s2 = float(np.median(one)), float(np.median(two))
             if name.startswith("empty map"):
                 print(f"| {r['engine']} | {name} | {s1:.2f} | {s2:.2f} | | |")
                 continue
             ratios = [a / b for a, b in zip(one, two)]
-            peak = max(r["peak_mb"].get(name, {}).values(), default=float("nan"))
+            peaks = r["peak_mb"].get(name)  # none for the whole job: it runs the job's own steps
+            peak = f"{max(peaks.values()):.0f} ({before:.0f})" if peaks else ""
             print(f"| {r['engine']} | {name} | {s1:.2f} ({tokens / s1 / 1e6:.2f}) | {s2:.2f} ({tokens / s2 / 2e6:.2f}) | "
-                  f"{np.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {peak:.0f} ({before:.0f}) |")
+                  f"{np.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {peak} |")
     if "cooccur" in report:
         c = report["cooccur"]
         print(f"\nco-occurrence, window 10, one thread, {c['tokens']} tokens of corpus.txt: GloVe cooccur "

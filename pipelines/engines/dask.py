@@ -31,11 +31,14 @@ class DaskEngine:
             # The nannies also export their variables into this process's environment, where
             # later child processes (Ray's workers) would inherit them: that is undone.
             saved = dict(os.environ)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-                self.cluster = LocalCluster(n_workers=self.config.n_workers, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
-            os.environ.clear()
-            os.environ.update(saved)
+            try:
+                with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                    self.cluster = LocalCluster(n_workers=self.config.n_workers, threads_per_worker=1,
+                                                processes=True, host="127.0.0.1", dashboard_address=None,
+                                                silence_logs=logging.ERROR)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
             self.client = Client(self.cluster)
         return self
 
