@@ -340,7 +340,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", help="folder of *.jsonl.gz shards")
     parser.add_argument("--engines", nargs="+", choices=["processes", "dask", "beam"],
-                        default=["processes", "dask", "beam"], help="processes: the same steps on plain worker processes, the engines' ceiling")
+                        default=["processes", "dask", "beam"],
+                        help="processes: the same steps on plain worker processes, the engines' ceiling")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of each step per worker count, 1 and 2 workers alternating; the table shows medians")
     parser.add_argument("--memory-mb", type=float, default=128)
