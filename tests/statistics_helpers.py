@@ -1,6 +1,9 @@
 """Running the statistics job graph in tests, and reading back everything it wrote."""
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -53,3 +56,16 @@ def assert_same_tables(a: Path, b: Path) -> dict:
     for name in tables_a:
         assert tables_a[name].equals(tables_b[name]), name
     return tables_a
+
+
+# Task functions for engine tests; here, not in a test module, because engine workers import them by name.
+def worker_pid(_) -> int:
+    return os.getpid()
+
+
+def worker_pid_unless_killed(n: int) -> int:
+    """Item 3 kills its worker process, as the OS does when memory runs out."""
+    if n == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)  # the other tasks are still running when it dies
+    return os.getpid()

@@ -8,8 +8,9 @@ import pytest
 import pyarrow.parquet as pq
 
 from pipelines.config import StatisticsConfig
+from pipelines.engines.beam import BeamEngine
 from pipelines.engines.dask import DaskEngine
-from tests.statistics_helpers import SAMPLE, assert_same_tables, run_statistics
+from tests.statistics_helpers import SAMPLE, assert_same_tables, run_statistics, worker_pid, worker_pid_unless_killed
 
 
 def test_beam_and_dask_write_identical_tables_on_the_sample_corpus(tmp_path):
@@ -31,14 +32,14 @@ def test_beam_and_dask_write_identical_tables_on_the_sample_corpus(tmp_path):
 
 
 def test_beam_runner_and_options_pass_through_from_config():
-    from pipelines.config import StatisticsConfig
-    from pipelines.engines.beam import BeamEngine
-
     local = BeamEngine(StatisticsConfig(engine="beam", n_workers=3, beam={"options": {"job_name": "nightly"}}))
     options = local._options().get_all_options(drop_default=True)
-    assert options["direct_num_workers"] == 3 and options["direct_running_mode"] == "multi_processing"
+    assert options["direct_num_workers"] == 3 and "direct_running_mode" not in options  # our own workers
     assert options["job_name"] == "nightly"
     assert type(local._runner()).__name__ == "FnApiRunner"
+    with BeamEngine(StatisticsConfig(engine="beam", beam={"options": {"direct_running_mode": "multi_processing"}})) as own:
+        assert own._workers is None  # FnApiRunner starts its own processes per pipeline
+        assert own._options().get_all_options()["direct_running_mode"] == "multi_processing"
 
     flink = BeamEngine(StatisticsConfig(engine="beam", beam={
         "runner": "FlinkRunner", "options": {"flink_master": "localhost:8081", "temp_location": "s3://b/tmp"}}))
@@ -48,6 +49,21 @@ def test_beam_runner_and_options_pass_through_from_config():
 
     with pytest.raises(ValueError, match="statistics.beam.options.temp_location: required with runner 'DataflowRunner'"):
         BeamEngine(StatisticsConfig(engine="beam", beam={"runner": "DataflowRunner"})).__enter__()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # Beam's data plane, when the worker dies
+def test_beam_pipelines_share_their_worker_processes_and_a_dead_one_is_reported():
+    # Fresh SDK workers per pipeline cost 4-6 s of imports per step (benchmarks/README.md).
+    with BeamEngine(StatisticsConfig(engine="beam", n_workers=2)) as engine:
+        first, second = engine.map(worker_pid, range(8), "First"), engine.map(worker_pid, range(8), "Second")
+        workers = set(first)
+        assert set(second) == workers and len(workers) == 2 and os.getpid() not in workers
+        assert sorted(first.count(pid) for pid in workers) == [4, 4]  # each pipeline spread over both
+        with pytest.raises(RuntimeError, match=r"Beam SDK worker process \d \(pid \d+\) exited with code -9"):
+            engine.map(worker_pid_unless_killed, range(8), "Dies")
+    for pid in workers:  # and they end with the engine
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def _environment(_) -> dict:

@@ -1,8 +1,10 @@
 """The Beam engine: each `map` is one Beam pipeline, Create(items) → Reshuffle → Map(fn).
 
 Runner: `statistics.beam.runner`. The default, FnApiRunner, runs locally on `statistics.n_workers`
-SDK worker processes (`direct_num_workers`, `direct_running_mode=multi_processing`; it never
-downloads anything, unlike Beam's default runner, which fetches Prism). Any other runner name
+SDK worker processes that the engine starts once and every step's pipeline reuses
+(pipelines/engines/beam_workers.py); it never downloads anything, unlike Beam's default runner,
+which fetches Prism. Setting `direct_running_mode` in the options hands the workers back to
+FnApiRunner (e.g. `multi_processing`: fresh processes per pipeline). Any other runner name
 (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner) and `statistics.beam.options` go to
 Beam untouched.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from pipelines.config import StatisticsConfig
+from pipelines.engines.beam_workers import SdkWorkerProcesses
 from schemas.fs import filesystem, join, open_atomic
 
 _LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner")  # workers on this machine: a local results folder works
@@ -36,10 +39,14 @@ class BeamEngine:
         self.config = config
         self._results_root: str | None = None
         self._local_tmp: str | None = None
+        self._workers: SdkWorkerProcesses | None = None
 
     def __enter__(self) -> "BeamEngine":
         import apache_beam  # noqa: F401  (fail here, not inside the first map, if Beam is missing)
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        # FnApiRunner warns that more than one worker wants direct_running_mode set; on our own
+        # worker processes (below) it must stay unset, or FnApiRunner would start its own.
+        logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").setLevel(logging.ERROR)
         temp = self.config.beam.options.get("temp_location")
         if not temp and self.config.beam.runner not in _LOCAL_RUNNERS:
             raise ValueError(f"statistics.beam.options.temp_location: required with runner "
@@ -55,9 +62,13 @@ class BeamEngine:
             paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
             if _PROJECT_ROOT not in paths:
                 os.environ["PYTHONPATH"] = os.pathsep.join([_PROJECT_ROOT] + [p for p in paths if p])
+            if "direct_running_mode" not in self.config.beam.options:
+                self._workers = SdkWorkerProcesses(self.config.n_workers).__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._workers is not None:
+            self._workers.__exit__(*exc)
         if self._local_tmp:
             shutil.rmtree(self._local_tmp, ignore_errors=True)
         elif self._results_root:
@@ -90,6 +101,8 @@ class BeamEngine:
             while runner_thread.is_alive():
                 runner_thread.join(timeout=0.5)
                 bar.update(_count_done(fs, folder) - bar.n)
+                if self._workers is not None:
+                    self._workers.check_alive()
             bar.update(_count_done(fs, folder) - bar.n)
         if failure:
             raise failure[0]
@@ -103,7 +116,7 @@ class BeamEngine:
     def _runner(self):
         if self.config.beam.runner == "FnApiRunner":
             from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-            return FnApiRunner()
+            return FnApiRunner(default_environment=self._workers.environment if self._workers else None)
         return self.config.beam.runner  # Beam resolves the name (FlinkRunner, DataflowRunner, ...)
 
     def _options(self):
@@ -112,7 +125,6 @@ class BeamEngine:
         options = dict(self.config.beam.options)
         if self.config.beam.runner == "FnApiRunner":
             options.setdefault("direct_num_workers", self.config.n_workers)
-            options.setdefault("direct_running_mode", "multi_processing")
         return PipelineOptions.from_dictionary(options)
 
 
