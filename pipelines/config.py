@@ -64,7 +64,7 @@ class TokenizerConfig(Section):
 
 class BeamConfig(Section):
     """The Beam engine's runner. FnApiRunner (the default) runs locally on `statistics.n_workers`
-    processes; any other runner name (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner)
+    processes, started once for all steps; any other runner name (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner)
     is handed to Beam with `options` untouched (e.g. job_endpoint, project, region, temp_location)."""
 
     runner: str = "FnApiRunner"

@@ -63,7 +63,11 @@ class BeamEngine:
             if _PROJECT_ROOT not in paths:
                 os.environ["PYTHONPATH"] = os.pathsep.join([_PROJECT_ROOT] + [p for p in paths if p])
             if "direct_running_mode" not in self.config.beam.options:
-                self._workers = SdkWorkerProcesses(self.config.n_workers).__enter__()
+                try:
+                    self._workers = SdkWorkerProcesses(self.config.n_workers).__enter__()
+                except BaseException:
+                    self.__exit__()
+                    raise
         return self
 
     def __exit__(self, *exc) -> None:
