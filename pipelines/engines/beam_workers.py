@@ -40,8 +40,10 @@ class SdkWorkerProcesses:
         try:
             # stdin stays open as the processes' lifeline: they exit when it closes (here, or when
             # the driver dies); stdout carries each one's address, then its prints go to stderr.
+            # Their own session: Ctrl-C reaches the driver alone, which then closes their stdin.
             self._processes = [subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                                stdout=subprocess.PIPE, text=True) for _ in range(self.n)]
+                                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+                               for _ in range(self.n)]
             self._channels = [grpc.insecure_channel(self._address(p)) for p in self._processes]
             stubs = [beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(c) for c in self._channels]
             self._dispatcher = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
