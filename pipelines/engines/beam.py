@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from pipelines.config import StatisticsConfig
-from pipelines.engines.beam_workers import SdkWorkerProcesses
+from pipelines.engines.beam_workers import SdkWorkerProcesses, import_beam
 from schemas.fs import filesystem, join, open_atomic
 
 _LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner")  # workers on this machine: a local results folder works
@@ -42,7 +42,7 @@ class BeamEngine:
         self._workers: SdkWorkerProcesses | None = None
 
     def __enter__(self) -> "BeamEngine":
-        import apache_beam  # noqa: F401  (fail here, not inside the first map, if Beam is missing)
+        import_beam()  # fail here, not inside the first map, if Beam is missing
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
         # FnApiRunner warns that more than one worker wants direct_running_mode set; on our own
         # worker processes (below) it must stay unset, or FnApiRunner would start its own.

@@ -16,12 +16,23 @@ pipeline (one bundle at a time, so threads never contend for a process's GIL).
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import subprocess
 import sys
 from concurrent import futures
 
 _START_TIMEOUT_S = 120  # imports on a loaded machine take tens of seconds
+
+
+def import_beam() -> None:
+    """Import Beam without its import-time warnings about the Google Cloud clients it finds missing
+    (GCS, BigQuery: not dependencies of this project), printed once per process otherwise."""
+    logging.disable(logging.WARNING)
+    try:
+        import apache_beam  # noqa: F401
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 class SdkWorkerProcesses:
@@ -114,6 +125,7 @@ class _Dispatcher:
 
 def _serve() -> None:
     """A worker process: warm imports, a worker pool on loopback, its address on stdout, until stdin closes."""
+    import_beam()
     import grpc
     from apache_beam.portability.api import beam_fn_api_pb2_grpc
     from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
