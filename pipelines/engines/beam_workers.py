@@ -92,8 +92,9 @@ class SdkWorkerProcesses:
             if process.poll() is not None:
                 raise RuntimeError(f"Beam SDK worker process {n} (pid {process.pid}) exited with code "
                                    f"{process.returncode} during the pipeline; a negative code is the signal "
-                                   "that killed it (-9: the OS ran out of memory: lower statistics.memory_mb "
-                                   "or statistics.n_workers). Its own error, if any, is printed above.")
+                                   "that killed it, and -9 is most often the OS out of memory: lower "
+                                   "statistics.memory_mb or statistics.n_workers. Its own error, if any, is "
+                                   "printed above.")
 
     def _address(self, process: subprocess.Popen) -> str:
         import select
