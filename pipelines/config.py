@@ -64,8 +64,9 @@ class TokenizerConfig(Section):
 
 class BeamConfig(Section):
     """The Beam engine's runner. FnApiRunner (the default) runs locally on `statistics.n_workers`
-    processes, started once for all steps; any other runner name (FlinkRunner, SparkRunner, DataflowRunner, PortableRunner)
-    is handed to Beam with `options` untouched (e.g. job_endpoint, project, region, temp_location)."""
+    processes, started once for all steps; any other runner name (FlinkRunner, SparkRunner,
+    DataflowRunner, PortableRunner) is handed to Beam with `options` untouched (e.g. job_endpoint,
+    project, region, temp_location)."""
 
     runner: str = "FnApiRunner"
     options: dict[str, Any] = {}  # Beam pipeline options, as PipelineOptions.from_dictionary takes them

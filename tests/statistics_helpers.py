@@ -59,6 +59,10 @@ def assert_same_tables(a: Path, b: Path) -> dict:
 
 
 # Task functions for engine tests; here, not in a test module, because engine workers import them by name.
+def worker_environment(_) -> dict:
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
 def worker_pid(_) -> int:
     return os.getpid()
 

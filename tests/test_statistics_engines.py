@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from pipelines.config import StatisticsConfig
 from pipelines.engines.beam import BeamEngine
 from pipelines.engines.dask import DaskEngine
-from tests.statistics_helpers import SAMPLE, assert_same_tables, run_statistics, worker_pid, worker_pid_unless_killed
+from tests.statistics_helpers import (SAMPLE, assert_same_tables, run_statistics, worker_environment, worker_pid,
+                                      worker_pid_unless_killed)
 
 
 def test_beam_and_dask_write_identical_tables_on_the_sample_corpus(tmp_path):
@@ -66,14 +67,10 @@ def test_beam_pipelines_share_their_worker_processes_and_a_dead_one_is_reported(
             os.kill(pid, 0)
 
 
-def _environment(_) -> dict:
-    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
-
-
 def test_dask_workers_keep_glibc_malloc_defaults_and_the_driver_its_environment():
     # Dask's default MALLOC_TRIM_THRESHOLD_=65536 slowed counting by a quarter and merging by half.
     before = dict(os.environ)
     with DaskEngine(StatisticsConfig(n_workers=2)) as engine:
-        seen = engine.map(_environment, [0, 1], "environment")
+        seen = engine.map(worker_environment, [0, 1], "environment")
         assert dict(os.environ) == before, "the nannies' variables leaked into the driver's environment"
     assert seen == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}] * 2

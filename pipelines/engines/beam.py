@@ -52,22 +52,19 @@ class BeamEngine:
             raise ValueError(f"statistics.beam.options.temp_location: required with runner "
                              f"{self.config.beam.runner!r}: its workers write each step's results there; give a "
                              "URI that the workers and this machine can both reach (s3://..., gs://...)")
-        if temp:
-            self._results_root = join(temp, f"firth-{uuid.uuid4().hex[:12]}")
-        else:
-            self._local_tmp = tempfile.mkdtemp(prefix="firth-beam-")
-            self._results_root = self._local_tmp
         if self.config.beam.runner == "FnApiRunner":
             # SDK worker processes import the step functions by module name: make sure they can.
             paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
             if _PROJECT_ROOT not in paths:
                 os.environ["PYTHONPATH"] = os.pathsep.join([_PROJECT_ROOT] + [p for p in paths if p])
             if "direct_running_mode" not in self.config.beam.options:
-                try:
-                    self._workers = SdkWorkerProcesses(self.config.n_workers).__enter__()
-                except BaseException:
-                    self.__exit__()
-                    raise
+                # First: if they fail to start, nothing else has been created yet.
+                self._workers = SdkWorkerProcesses(self.config.n_workers).__enter__()
+        if temp:
+            self._results_root = join(temp, f"firth-{uuid.uuid4().hex[:12]}")
+        else:
+            self._local_tmp = tempfile.mkdtemp(prefix="firth-beam-")
+            self._results_root = self._local_tmp
         return self
 
     def __exit__(self, *exc) -> None:

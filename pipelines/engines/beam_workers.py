@@ -102,8 +102,10 @@ class SdkWorkerProcesses:
         ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT_S)
         line = process.stdout.readline().strip() if ready else ""
         if not line:
+            state = ("it is still importing: is the machine overloaded?" if process.poll() is None
+                     else f"it exited with code {process.returncode}; its error is printed above")
             raise RuntimeError(f"Beam SDK worker process (pid {process.pid}) did not start within "
-                               f"{_START_TIMEOUT_S} s (exit code {process.poll()}); its error is printed above")
+                               f"{_START_TIMEOUT_S} s: {state}")
         return line
 
 
