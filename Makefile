@@ -1,19 +1,29 @@
 # Two entry points, both from a fresh clone: `make demo` and `make test` (see README).
+# Both install from requirements.lock, the tested set (torch==2.13.0: the CPU wheel).
 PYTHON ?= python3
 VENV ?= .venv
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+HASH := $(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 
-$(STAMP): pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.installed-%-$(HASH): pyproject.toml requirements.lock
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[test]'
-	rm -f $(VENV)/.installed-* && touch $@
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[$*]'
+	rm -f $(VENV)/.installed-$*-* && touch $@
 
-.PHONY: install demo test
-install: $(STAMP)
+.PHONY: install demo test test-fast lint-imports
+install: $(VENV)/.installed-test-$(HASH)
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-all-$(HASH)
 	$(VENV)/bin/firth run examples/sample.yaml
 
-test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+# The whole suite, import layers first (.importlinter). CI runs exactly this (.ci/run).
+test: $(VENV)/.installed-test-$(HASH)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pytest
+
+# Tests that start no Ray, Dask, Beam, server or subprocess job: for iterating (under 3 minutes here).
+test-fast: $(VENV)/.installed-test-$(HASH)
+	$(VENV)/bin/pytest -m "not slow"
+
+lint-imports: $(VENV)/.installed-test-$(HASH)
+	$(VENV)/bin/lint-imports

@@ -21,13 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from glove_bench import PeakMemory  # noqa: E402
 
-from pipelines.config import JobConfig  # noqa: E402
-from pipelines.evaluate import evaluate  # noqa: E402
-from pipelines.job import run  # noqa: E402
-from pipelines.statistics import StatisticsSummary  # noqa: E402
-from schemas import tables  # noqa: E402
-from schemas.fs import join  # noqa: E402
-from workers.trainers import train  # noqa: E402
+from firth.pipelines.config import JobConfig  # noqa: E402
+from firth.pipelines.evaluate import evaluate  # noqa: E402
+from firth.pipelines.job import run  # noqa: E402
+from firth.schemas.statistics import StatisticsSummary  # noqa: E402
+from firth.schemas import tables  # noqa: E402
+from firth.schemas.fs import join  # noqa: E402
+from firth.workers.trainers import train  # noqa: E402
 
 VARIANTS = [  # (label, model section) trained on the job's statistics
     ("lsa p=1", {"model": "lsa", "eigenvalue_weighting": 1.0}),

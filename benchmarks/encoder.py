@@ -37,11 +37,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from workers.encoder.inference import embed_texts  # noqa: E402
-from workers.encoder.loop import TrainSettings, fit  # noqa: E402
-from workers.encoder.model import load_encoder  # noqa: E402
-from workers.encoder.pairs import Pair, is_held_out  # noqa: E402
-from workers.encoder.retrieval import evaluate_retrieval, title_and_body  # noqa: E402
+from firth.workers.encoder.inference import embed_texts  # noqa: E402
+from firth.workers.encoder.loop import TrainSettings, fit  # noqa: E402
+from firth.workers.encoder.model import load_encoder  # noqa: E402
+from firth.workers.encoder.pairs import Pair, is_held_out  # noqa: E402
+from firth.workers.encoder.retrieval import evaluate_retrieval, title_and_body  # noqa: E402
 
 HOLDOUT = 0.05  # the job's default split
 
@@ -103,8 +103,8 @@ def train_with_ray(model_path: str, pairs: list[Pair], settings: TrainSettings, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.config import EncoderConfig
-    from workers.encoder.train import PAIRS_SCHEMA, TEXTS_SCHEMA, train_encoder
+    from firth.pipelines.config import EncoderConfig
+    from firth.workers.encoder.train import PAIRS_SCHEMA, TEXTS_SCHEMA, train_encoder
 
     scratch = Path(tempfile.mkdtemp(prefix="firth-encoder-bench-"))
     pq.write_table(pa.table({"anchor": [p.anchor for p in pairs], "positive": [p.positive for p in pairs],

@@ -18,8 +18,8 @@ import time
 
 import psutil
 
-from pipelines.config import JobConfig
-from pipelines.job import run
+from firth.pipelines.config import JobConfig
+from firth.pipelines.job import run
 
 
 class PeakMemory:

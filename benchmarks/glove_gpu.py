@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/glove_gpu.py /tmp/bench-corpus --device cuda [--x-max 100] [--epochs 15]
     .venv/bin/python benchmarks/glove_gpu.py /tmp/bench-corpus --device numba   # the numba kernel, 1 thread
 
-The production path runs these kernels inside Ray Train workers (workers/train.py); this script
+The production path runs these kernels inside Ray Train workers (workers/glove/train.py); this script
 calls them directly so that it runs where only torch, numba, numpy and pyarrow are installed (a
 GPU machine without the rest of the stack). It computes the statistics in process with the
-same per-shard kernels (pipelines/statistics.py, an in-process engine), loads the whole matrix,
+same per-shard kernels (pipelines/statistics/steps.py, an in-process engine), loads the whole matrix,
 and per epoch trains on a fresh permutation, as glove.c does after its `shuffle`. Prints per-epoch
 loss (glove.c's cost), entries/s, WordSim-353 and analogies of w + w~.
 """
@@ -20,11 +20,11 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.config import JobConfig
-from pipelines.corpus import list_shards
-from pipelines.evaluate import evaluate
-from pipelines.statistics import Location, compute_statistics
-from workers.glove import init_state, published_vectors, sgd_numba, sgd_torch
+from firth.pipelines.config import JobConfig
+from firth.pipelines.corpus.shards import list_shards
+from firth.pipelines.evaluate import evaluate
+from firth.pipelines.statistics.steps import Location, compute_statistics
+from firth.workers.glove.model import init_state, published_vectors, sgd_numba, sgd_torch
 
 
 class InProcess:

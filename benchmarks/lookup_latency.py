@@ -26,8 +26,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas.consumer import open_embeddings  # noqa: E402
-from schemas.store import TableStore  # noqa: E402
+from firth.schemas.consumer import open_embeddings  # noqa: E402
+from firth.schemas.store import TableStore  # noqa: E402
 
 
 def word_table(rows: int, dim: int) -> pa.Table:
@@ -130,7 +130,7 @@ def main() -> None:
                 start = time.perf_counter()
                 version = store.publish("t", table, {"benchmark": True})
                 publish_s = time.perf_counter() - start
-                from schemas.aliases import move_alias
+                from firth.schemas.aliases import move_alias
 
                 move_alias(store, "t", "production", version)
                 results[label] = measure_firth(store, args, np.random.default_rng(1)) | {"publish": publish_s}

@@ -7,7 +7,7 @@ against scikit-learn's TfidfVectorizer, measured in the same run.
         [--engines processes dask beam] [--rounds 3] [--memory-mb 128] [--glove /tmp/glove]
 
 Each statistic runs as its own engine map over the 16 shards, with the job's kernels:
-  vocabulary count   read + tokenize + count words            (CountWords, pipelines.statistics.count_shard)
+  vocabulary count   read + tokenize + count words            (CountWords, firth.pipelines.statistics.steps.count_shard)
   encode / tokens    read + tokenize + encode → tokens table  (the first half of EncodeShards)
   co-occurrence      token ids → CooccurrenceCounter (window 10, spilling within --memory-mb)
                      → run files, then the bounded merge per bucket (MergeCooccurrence)
@@ -39,14 +39,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines import kernels
-from pipelines.config import JobConfig
-from pipelines.corpus import ShardReport, iter_documents, list_shards
-from pipelines.engines import open_engine
-from pipelines.statistics import (Location, _RunSink, _tfidf_table, _tokens_table, compute_statistics, count_shard,
+from firth.pipelines.statistics import kernels
+from firth.pipelines.config import JobConfig
+from firth.pipelines.corpus.shards import ShardReport, iter_documents, list_shards
+from firth.pipelines.statistics.engines import open_engine
+from firth.pipelines.statistics.steps import (Location, _RunSink, _tfidf_table, _tokens_table, compute_statistics, count_shard,
                                   merge_bucket)
-from pipelines.tokenize import Tokenizer
-from schemas import tables
+from firth.pipelines.corpus.tokenize import Tokenizer
+from firth.schemas import tables
 
 
 def _rss_mb() -> float:
@@ -284,7 +284,7 @@ def tfidf_against_sklearn(shard_glob: str) -> dict:
 def budget_probe(ids_path: str, vocab_size: int, memory_mb: float, fan_in: int, work: str) -> dict:
     """In a fresh process: count the co-occurrences of a saved id stream within `memory_mb`, spilling run
     files, then merge every bucket; RSS before (ids loaded) and the process's peak after each phase."""
-    from pipelines import runfiles
+    from firth.pipelines.statistics import spill_files
     data = np.load(ids_path)
     ids, offsets = data["ids"], data["offsets"]
     warm = kernels.CooccurrenceCounter(10, "harmonic", 8, 1 << 16, spill=lambda b, p: None, n_buckets=2)
@@ -294,7 +294,7 @@ def budget_probe(ids_path: str, vocab_size: int, memory_mb: float, fan_in: int, 
     n_runs = [0]
 
     def spill(bucket, piece):
-        runfiles.write_run(piece, f"{work}/bucket-{bucket:02d}/run-{n_runs[0]:06d}.parquet", {})
+        spill_files.write_run(piece, f"{work}/bucket-{bucket:02d}/run-{n_runs[0]:06d}.parquet", {})
         n_runs[0] += 1
     counter = kernels.CooccurrenceCounter(10, "harmonic", vocab_size, int(memory_mb * 2**20), spill=spill,
                                           n_buckets=16)
@@ -303,7 +303,7 @@ def budget_probe(ids_path: str, vocab_size: int, memory_mb: float, fan_in: int, 
         counter.add(ids[offsets[first]:offsets[last]], offsets[first:last + 1] - offsets[first])
     counter.finish()
     after_count = _peak_mb()
-    entries = sum(runfiles.merge_run_files(runfiles.list_runs(f"{work}/bucket-{b:02d}", {}), lambda k, u: None,
+    entries = sum(spill_files.merge_run_files(spill_files.list_runs(f"{work}/bucket-{b:02d}", {}), lambda k, u: None,
                                            f"{work}/merge-{b:02d}", {}, int(memory_mb * 2**20), fan_in)
                   for b in range(16))
     return {"memory_mb": memory_mb, "rss_before_mb": before, "peak_count_mb": after_count,

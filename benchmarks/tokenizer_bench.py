@@ -16,10 +16,10 @@ import time
 
 import pyarrow as pa
 
-from pipelines.config import CorpusConfig
-from pipelines.corpus import ShardReport, iter_documents, list_shards
-from pipelines.subword import SubwordTokenizer, corpus_sample, train_subword_tokenizer
-from pipelines.tokenize import Tokenizer
+from firth.pipelines.config import CorpusConfig
+from firth.pipelines.corpus.shards import ShardReport, iter_documents, list_shards
+from firth.pipelines.corpus.subword import SubwordTokenizer, corpus_sample, train_subword_tokenizer
+from firth.pipelines.corpus.tokenize import Tokenizer
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
 from benchmarks.word2vec_vs_gensim import read_statistics  # noqa: E402
-from workers.word2vec import alias_table, init_state, keep_probabilities, make_layout, sigmoid_tables  # noqa: E402
-from workers.word2vec_numba import train_block  # noqa: E402
+from firth.workers.word2vec.model import alias_table, init_state, keep_probabilities, make_layout, sigmoid_tables  # noqa: E402
+from firth.workers.word2vec.kernel_numba import train_block  # noqa: E402
 
 
 def first_words(stats: str, words: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:

@@ -62,7 +62,7 @@ def units_of(files: list[str]) -> list[tuple[str, int, int]]:
 
 
 def evaluation(tokens: list[str], vectors: np.ndarray, data: str | None) -> dict[str, float]:
-    import pipelines.evaluate as evaluate
+    import firth.pipelines.evaluate as evaluate
 
     if data:  # the evaluation files exported beside the tokens (no gensim on that machine)
         evaluate._gensim_test_data = lambda name: Path(data) / name
@@ -70,10 +70,10 @@ def evaluation(tokens: list[str], vectors: np.ndarray, data: str | None) -> dict
 
 
 def compute_statistics(corpus: str, folder: str) -> None:
-    from pipelines.config import JobConfig
-    from pipelines.engines import open_engine
-    from pipelines.corpus import list_shards
-    from pipelines.statistics import Location, compute_statistics as run
+    from firth.pipelines.config import JobConfig
+    from firth.pipelines.statistics.engines import open_engine
+    from firth.pipelines.corpus.shards import list_shards
+    from firth.pipelines.statistics.steps import Location, compute_statistics as run
 
     config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [f"{corpus.rstrip('/')}/*.jsonl.gz"]},
                                        "statistics": {"n_workers": 2, "min_count": 5, "window": 5},
@@ -111,8 +111,8 @@ def sentences(tokens: list[str], files: list[str], limit: int = 10_000) -> list[
 def run_firth(model: str, tokens, counts, files, workers: int, threads: int, data: str | None, sync: str,
               syncs: int) -> dict:
     from benchmarks.glove_bench import PeakMemory
-    from pipelines.config import FastTextConfig, Word2VecConfig
-    from workers.word2vec_train import train_word2vec
+    from firth.pipelines.config import FastTextConfig, Word2VecConfig
+    from firth.workers.word2vec.train import train_word2vec
 
     cls = FastTextConfig if model == "fasttext" else Word2VecConfig
     config = cls(**SETTINGS, **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
@@ -153,8 +153,8 @@ def run_device(tokens, counts, files, device: str, data: str | None, batch: int,
     the numba kernel (one thread) through the same loop, its reference on CPU."""
     import torch
 
-    from workers.word2vec import make_layout, word_vectors
-    from workers.word2vec_loop import WorkerLoop, read_unit
+    from firth.workers.word2vec.model import make_layout, word_vectors
+    from firth.workers.word2vec.loop import WorkerLoop, read_unit
 
     class LocalFiles:
         def open(self, path, mode):

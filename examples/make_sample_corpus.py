@@ -50,7 +50,7 @@ HTML_DIR = "usr/share/doc/python3.11/html"
 # Top-level folders / pages of HTML_DIR that make up the corpus.
 INCLUDED_DIRS = ("tutorial", "reference", "library", "howto", "faq", "using", "extending")
 INCLUDED_PAGES = ("glossary.html",)
-# Same pattern as pipelines.config.DEFAULT_TOKEN_PATTERN (copied so this script needs
+# Same pattern as firth.pipelines.config.DEFAULT_TOKEN_PATTERN (copied so this script needs
 # nothing but the standard library); used only to drop empty documents and to report.
 TOKEN_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 

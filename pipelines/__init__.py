@@ -1,0 +1,1 @@
+"""The pipeline: corpus, statistics, the job, operations and the command line."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
-from schemas.fs import join
+from firth.schemas.fs import join
 
 DEFAULT_STORE = "./firth-store"
 # Unicode-aware words: letters/digits (any script), optionally joined by an apostrophe
@@ -43,8 +43,8 @@ class CorpusConfig(Section):
 
 
 class TokenizerConfig(Section):
-    # regex: every match of `pattern` is a token (pipelines/tokenize.py); wordpiece | bpe: a subword
-    # model trained on the corpus before counting, stored as <statistics>/tokenizer.json (pipelines/subword.py)
+    # regex: every match of `pattern` is a token (pipelines/corpus/tokenize.py); wordpiece | bpe: a subword
+    # model trained on the corpus before counting, stored as <statistics>/tokenizer.json (pipelines/corpus/subword.py)
     kind: Literal["regex", "wordpiece", "bpe"] = "regex"
     lowercase: bool = True
     pattern: str = DEFAULT_TOKEN_PATTERN  # a Python regex; each match is one token (kind: regex)
@@ -111,7 +111,7 @@ class GloveConfig(Section):
 
 
 class SvdSettings(Section):
-    """Truncated SVD shared by the count-based models (workers/svd.py): vectors U_k Σ_k^p."""
+    """Truncated SVD shared by the count-based models (workers/count/svd.py): vectors U_k Σ_k^p."""
     dim: int = Field(100, ge=1)  # k, singular vectors kept
     eigenvalue_weighting: float = Field(0.5, ge=0)  # p (Levy et al. 2015: 0.5 or 0 beat 1 on similarity)
     solver: Literal["randomized", "arpack"] = "randomized"  # sklearn randomized_svd | scipy svds
@@ -120,7 +120,7 @@ class SvdSettings(Section):
 
 
 class PpmiSvdConfig(SvdSettings):
-    """PPMI of the co-occurrence table, factorised by truncated SVD (workers/count_models.py)."""
+    """PPMI of the co-occurrence table, factorised by truncated SVD (workers/count/train.py)."""
     model: Literal["ppmi_svd"] = "ppmi_svd"
     context_smoothing: float = Field(0.75, gt=0, le=1)  # α: context counts raised to α (1: no smoothing)
     shift: float = Field(1.0, ge=1)  # k: PPMI = max(PMI - log k, 0) (1: no shift)
@@ -134,7 +134,7 @@ class LsaConfig(SvdSettings):
 
 
 class Word2VecConfig(Section):
-    """word2vec (workers/word2vec_train.py); the vocabulary (min_count) is the statistics'."""
+    """word2vec (workers/word2vec/train.py); the vocabulary (min_count) is the statistics'."""
     model: Literal["word2vec"] = "word2vec"
     architecture: Literal["skipgram", "cbow"] = "skipgram"
     dim: int = Field(100, ge=1)
@@ -265,7 +265,7 @@ class PromotionConfig(Section):
 
 
 class ScheduleConfig(Section):
-    """When and how a nightly run starts (`firth schedule render`; pipelines/schedule.py)."""
+    """When and how a nightly run starts (`firth schedule render`; pipelines/ops/schedule.py)."""
 
     cron: str  # five fields: minute hour day-of-month month day-of-week, e.g. "30 2 * * *"
     timezone: str = "UTC"  # IANA name the cron expression is read in, e.g. Europe/Berlin
@@ -280,7 +280,7 @@ class ScheduleConfig(Section):
     @field_validator("cron")
     @classmethod
     def _parses(cls, v):
-        from pipelines.schedule import parse_cron  # raises ValueError naming the field
+        from firth.pipelines.cron import parse_cron  # raises ValueError naming the field
         parse_cron(v)
         return v
 
@@ -304,7 +304,7 @@ class JobConfig(Section):
     store: StoreConfig = StoreConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
-    schedule: ScheduleConfig | None = None  # nightly runs: pipelines/schedule.py
+    schedule: ScheduleConfig | None = None  # nightly runs: pipelines/ops/schedule.py
 
     def lineage(self) -> dict:
         """The config as published with every version: storage options are left out, since they

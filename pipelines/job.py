@@ -15,15 +15,15 @@ from importlib.metadata import version as package_version
 import numpy as np
 import pyarrow as pa
 
-from pipelines.config import JobConfig
-from pipelines.corpus import list_shards
-from pipelines.engines import open_engine
-from pipelines.evaluate import evaluate
-from pipelines.statistics import Location, compute_statistics
-from pipelines.tokenizer_choice import statistics_artifacts
-from schemas import tables
-from schemas.fs import filesystem, join
-from schemas.store import TableStore
+from firth.pipelines.config import JobConfig
+from firth.pipelines.corpus.shards import list_shards
+from firth.pipelines.corpus.tokenizer_choice import statistics_artifacts
+from firth.pipelines.evaluate import evaluate
+from firth.pipelines.statistics.engines import open_engine
+from firth.pipelines.statistics.steps import Location, compute_statistics
+from firth.schemas import tables
+from firth.schemas.fs import filesystem, join
+from firth.schemas.store import TableStore
 
 
 @dataclass
@@ -34,22 +34,22 @@ class Published:
     metrics: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     skipped: dict = field(default_factory=dict)  # bad records and empty shards, when skipping
-    run_id: str = ""  # the run record's id (pipelines.runs; `firth runs show`, `firth report`)
+    run_id: str = ""  # the run record's id (firth.pipelines.ops.run_records; `firth runs show`, `firth report`)
 
 
 def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
-    """Run every stage, with a run record in the store (pipelines.runs) written at start and end."""
-    from pipelines.runs import RunRecorder
+    """Run every stage, with a run record in the store (firth.pipelines.ops.run_records) written at start and end."""
+    from firth.pipelines.ops.run_records import RunRecorder
 
     with RunRecorder(config.table, config.lineage(), config.store.uri, config.store.storage_options) as recorder:
         return _run_stages(config, recorder, fault_injection=fault_injection)
 
 
 def _run_stages(config: JobConfig, recorder, *, fault_injection: str | None = None) -> Published:
-    from workers.trainers import train  # Ray and torch load only when training starts
+    from firth.workers.trainers import train  # Ray and torch load only when training starts
 
     timings = recorder.timings  # filled by _stage; the run record shares it
-    storage_options = config.store.storage_options  # schemas.fs translates them for fsspec
+    storage_options = config.store.storage_options  # firth.schemas.fs translates them for fsspec
     location = Location(config.statistics_uri, storage_options)
 
     summary = vocabulary = None  # models that read the corpus themselves (encoders) skip the statistics
@@ -58,7 +58,7 @@ def _run_stages(config: JobConfig, recorder, *, fault_injection: str | None = No
         shards = list_shards(config.corpus)
         recorder.note_shards([{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards])
         if needs_statistics:
-            with open_engine(config.statistics) as engine:
+            with open_engine(config.statistics, warm_imports=[compute_statistics.__module__]) as engine:
                 summary = compute_statistics(shards, config, engine, location)
             vocabulary = tables.read_parquet(location("vocabulary.parquet"), tables.VOCABULARY, storage_options)
 
@@ -123,7 +123,7 @@ def _stage(name: str, timings: dict[str, float]):
     try:
         yield
     except BaseException as e:
-        if not hasattr(e, "firth_stage"):  # the innermost stage; pipelines.runs records it
+        if not hasattr(e, "firth_stage"):  # the innermost stage; firth.pipelines.ops.run_records records it
             try:
                 e.firth_stage = name
             except (AttributeError, TypeError):  # an exception type that takes no attributes

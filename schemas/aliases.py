@@ -1,7 +1,7 @@
 """Named aliases of a table's versions (`production`, `staging`, any name), moved atomically.
 
 Each alias is one small JSON object, `<table>/_aliases/<alias>.json`, replaced whole on every move
-by one atomic write (schemas.fs.open_atomic: a local temp file renamed over it; on S3 a single
+by one atomic write (firth.schemas.fs.open_atomic: a local temp file renamed over it; on S3 a single
 PUT). A reader therefore sees the old record or the new one, never a missing or partial one.
 
 The record carries the alias's history, an append-only list of moves:
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
-from schemas import refs
-from schemas.errors import NotFoundError, StoreError
-from schemas.fs import filesystem, join, open_atomic
+from firth.schemas import refs
+from firth.schemas.errors import NotFoundError, StoreError
+from firth.schemas.fs import filesystem, join, open_atomic
 
 if TYPE_CHECKING:
-    from schemas.store import TableStore
+    from firth.schemas.store import TableStore
 
 ALIASES_DIR = "_aliases"
 Action = Literal["set", "promote", "rollback"]

@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from schemas import export, subwords
-from schemas.fs import filesystem
-from schemas.store import StoreError, TableStore, VersionInfo
+from firth.schemas import export, subwords
+from firth.schemas.fs import filesystem
+from firth.schemas.store import StoreError, TableStore, VersionInfo
 
 
 class VectorTable:
@@ -221,7 +221,7 @@ class Documents(VectorTable):
         return [Hit(self.doc_ids[i], int(self.chunks[i]), self.texts[i], float(s)) for i, s in zip(top, scores)]
 
     def to_table(self) -> pa.Table:
-        from schemas.tables import document_embedding_schema
+        from firth.schemas.tables import document_embedding_schema
 
         return pa.table({"doc_id": self.doc_ids, "chunk": pa.array(self.chunks, pa.int32()), "text": self.texts,
                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(self.vectors.reshape(-1)), self.dim)},

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.errors import StoreError
-from schemas.tables import EMBEDDING_KEYS, SchemaError, check, embedding_schema, published_schema, table_name
+from firth.schemas.errors import StoreError
+from firth.schemas.tables import EMBEDDING_KEYS, SchemaError, check, embedding_schema, published_schema, table_name
 
 
 class CheckedBatches:
@@ -52,7 +52,7 @@ def dim_of(schema: pa.Schema, name: str) -> int:
     type_ = schema.field("vector").type
     if not pa.types.is_fixed_size_list(type_):
         raise SchemaError(name, "vector", f"type {type_}, expected fixed_size_list<float>[dim] "
-                                          "(build it with schemas.tables.embedding_schema(dim))")
+                                          "(build it with firth.schemas.tables.embedding_schema(dim))")
     return type_.list_size
 
 

@@ -7,7 +7,7 @@ word2vec (Mikolov's C tool; gensim `KeyedVectors.load_word2vec_format`):
 Tokens must contain no whitespace (the formats split on it); an export refuses such a table.
 
 Both are built with whole-column Arrow/numpy operations (no per-token Python loop) and written
-through schemas.fs.open_atomic, so a local path or s3:// URI never shows a half-written file.
+through firth.schemas.fs.open_atomic, so a local path or s3:// URI never shows a half-written file.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.fs import open_atomic
-from schemas.tables import embedding_schema, write_parquet
+from firth.schemas.fs import open_atomic
+from firth.schemas.tables import embedding_schema, write_parquet
 
 
 def check_tokens(tokens: pa.Array, what: str) -> None:

@@ -22,15 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from schemas.aliases import Alias, move_alias, read_alias, rollback_alias
-from schemas.errors import StoreError
+from firth.schemas.aliases import Alias, move_alias, read_alias, rollback_alias
+from firth.schemas.errors import StoreError
 
 if TYPE_CHECKING:
-    from schemas.store import TableStore
+    from firth.schemas.store import TableStore
 
 
 class GateRule(Protocol):
-    """What the gate needs of a rule; pipelines.config.GateRuleConfig is one."""
+    """What the gate needs of a rule; firth.pipelines.config.GateRuleConfig is one."""
 
     metric: str
     higher_is_better: bool

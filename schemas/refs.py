@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from schemas.errors import StoreError
+from firth.schemas.errors import StoreError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")

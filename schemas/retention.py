@@ -31,12 +31,12 @@ from urllib.parse import unquote
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from schemas.aliases import list_aliases
-from schemas.errors import StoreError
-from schemas.fs import filesystem, join, open_atomic
+from firth.schemas.aliases import list_aliases
+from firth.schemas.errors import StoreError
+from firth.schemas.fs import filesystem, join, open_atomic
 
 if TYPE_CHECKING:
-    from schemas.store import TableStore
+    from firth.schemas.store import TableStore
 
 COLLECTED_FILE = "_collected.json"
 

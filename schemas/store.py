@@ -9,7 +9,7 @@ figures) travels as JSON in the commit's custom metadata under the key "firth".
 Delta has no fixed-size list type: `vector` is stored as list<float32> and read back as
 fixed_size_list<float32>[dim] after checking every row's length.
 
-A table is a word table (schemas.tables.embedding_schema) or a document table
+A table is a word table (firth.schemas.tables.embedding_schema) or a document table
 (document_embedding_schema), told apart by its columns. Files that belong with a version (a
 fastText n-gram matrix, an encoder's model and tokenizer) are its *artifacts*: written under
 `<table>/_artifacts/<publish id>/` before the commit and named in the commit, so they become
@@ -37,11 +37,13 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from schemas import refs
-from schemas.errors import CollectedError, NotFoundError, StoreError
-from schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
-from schemas.delta_format import CheckedBatches, dim_of, from_delta, validate_embeddings
-from schemas.tables import check, published_schema
+from firth.schemas import refs
+from firth.schemas.aliases import alias_target  # aliases and the gc record are files beside the Delta log
+from firth.schemas.delta_format import CheckedBatches, dim_of, from_delta, validate_embeddings
+from firth.schemas.errors import CollectedError, NotFoundError, StoreError
+from firth.schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
+from firth.schemas.retention import read_collected
+from firth.schemas.tables import check, published_schema
 
 NAME_PATTERN = refs.NAME_PATTERN
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -88,7 +90,7 @@ class TableStore:
     """Embedding tables under one URI (local directory or s3://bucket/prefix).
 
     `storage_options` are deltalake/object_store-style (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...);
-    listing and reading data files use the same options translated for fsspec (schemas.fs).
+    listing and reading data files use the same options translated for fsspec (firth.schemas.fs).
     """
 
     def __init__(self, uri: str, storage_options: Mapping[str, str] | None = None):
@@ -274,8 +276,6 @@ class TableStore:
         NAME@TIMESTAMP is the newest version committed at or before that instant."""
         parsed = refs.parse(ref) if isinstance(ref, str) else ref
         if parsed.alias is not None and parsed.alias != refs.LATEST:
-            from schemas.aliases import alias_target  # aliases build on the store
-
             return parsed.name, alias_target(self, parsed.name, parsed.alias)
         if parsed.timestamp is not None:
             return parsed.name, self._version_at(parsed.name, parsed.timestamp)
@@ -317,8 +317,6 @@ class TableStore:
 
     def collected(self, name: str) -> dict[int, str]:
         """Versions of `name` whose data files gc removed -> when (ISO-8601); their metadata stays listed."""
-        from schemas.retention import read_collected
-
         return read_collected(self, name)
 
     def info(self, name: str, version: int | None = None) -> VersionInfo:

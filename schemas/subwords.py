@@ -1,6 +1,6 @@
 """fastText subwords: character n-grams, their bucket hash, and the out-of-vocabulary rule.
 
-numpy only: the trainer (workers/word2vec_train.py) and the light consumer (schemas/consumer.py)
+numpy only: the trainer (workers/word2vec/train.py) and the light consumer (schemas/consumer.py)
 both import this, so one piece of code decides which rows make up a word.
 
 - N-grams (Bojanowski et al. 2017, as fastText's `Dictionary::computeSubwords`): the word is

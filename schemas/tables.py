@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.fs import filesystem, open_atomic
+from firth.schemas.fs import filesystem, open_atomic
 
 _NAME_KEY = b"firth.table"  # schema metadata: the table's name, used in error messages
 
@@ -56,7 +56,7 @@ COOCCURRENCE = _schema(
     _required("x", pa.float32()),  # weighted co-occurrence count X_ij
 )
 # One shard's share of one co-occurrence bucket, between EncodeShards and MergeCooccurrence:
-# integer weight units (x = units / scale, see pipelines/kernels/cooccur.py) so that merging
+# integer weight units (x = units / scale, see pipelines/statistics/kernels/cooccur.py) so that merging
 # is exact and the result does not depend on how shards were grouped.
 COOCCURRENCE_PARTIAL = _schema(
     "cooccurrence_partial",
@@ -64,7 +64,7 @@ COOCCURRENCE_PARTIAL = _schema(
     _required("j", pa.int32()),
     _required("units", pa.int64()),
 )
-# Positive PMI of the co-occurrence table, written by the ppmi_svd model (workers/ppmi.py) as
+# Positive PMI of the co-occurrence table, written by the ppmi_svd model (workers/count/ppmi.py) as
 # <statistics>/ppmi/part-BBBBB.parquet, one per co-occurrence part; only entries > 0, sorted by (i, j).
 PPMI = _schema(
     "ppmi",

@@ -20,7 +20,7 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 S3_REGION = "us-west-2"  # moto refuses bucket creation in us-east-1 without a location constraint
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -29,7 +29,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible HTTP server (moto_server) on 127.0.0.1 for the whole session."""
-    port = _free_port()
+    port = free_port()
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -65,6 +65,23 @@ def s3_bucket(s3_server, monkeypatch):
     fs = s3fs.S3FileSystem(**fs_options)
     fs.mkdir(bucket, create_parents=True, region_name=S3_REGION)
     return bucket, fs_options, delta_options
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    """An empty table store in a local directory."""
+    from firth.schemas.store import TableStore
+
+    return TableStore(str(tmp_path / "store"))
+
+
+@pytest.fixture
+def s3_store(s3_bucket):
+    """An empty table store on moto S3."""
+    from firth.schemas.store import TableStore
+
+    bucket, _, delta_options = s3_bucket
+    return TableStore(f"s3://{bucket}/stores/main", delta_options)
 
 
 @pytest.fixture(scope="module")

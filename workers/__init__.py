@@ -1,0 +1,1 @@
+"""Training: one folder per model family, one Ray Train harness (raytrain/)."""

@@ -1,6 +1,6 @@
 """Which worker module trains which `model:` kind, and what every trainer hands back to the job.
 
-`pipelines.job` calls `train(config, statistics, ...)`; the model's module is imported only
+`firth.pipelines.job` calls `train(config, statistics, ...)`; the model's module is imported only
 then, so Ray and torch load only when training starts. A trainer is a module-level function
 
     train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: str,
@@ -20,17 +20,17 @@ import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from pipelines.config import JobConfig
-    from pipelines.statistics import StatisticsSummary
+    from firth.pipelines.config import JobConfig
+    from firth.schemas.statistics import StatisticsSummary
 
 # model kind (config `model.model`) -> "module:function"
 TRAINERS = {
-    "glove": "workers.train:train",
-    "ppmi_svd": "workers.count_models:train_ppmi_svd",
-    "lsa": "workers.count_models:train_lsa",
-    "word2vec": "workers.word2vec_train:train",
-    "fasttext": "workers.word2vec_train:train",
-    "encoder": "workers.encoder.train:train",
+    "glove": "firth.workers.glove.train:train",
+    "ppmi_svd": "firth.workers.count.train:train_ppmi_svd",
+    "lsa": "firth.workers.count.train:train_lsa",
+    "word2vec": "firth.workers.word2vec.train:train",
+    "fasttext": "firth.workers.word2vec.train:train",
+    "encoder": "firth.workers.encoder.train:train",
 }
 
 

@@ -1,6 +1,6 @@
 """Batch embedding of a corpus on Ray: a pool of actors, each holding one copy of the model.
 
-The driver streams the corpus (pipelines.corpus, bounded batches), cuts it into tasks of
+The driver streams the corpus (firth.pipelines.corpus.shards, bounded batches), cuts it into tasks of
 `TASK_DOCUMENTS` documents and keeps at most `2 x workers` tasks in flight, so memory stays bounded
 whatever the corpus size; results come back in corpus order and are appended to one Parquet file
 (`output_uri`, beside the run's checkpoints) as they arrive. The returned reader streams that file
@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import ray
 from tqdm.auto import tqdm
 
-from pipelines.config import JobConfig
-from pipelines.corpus import Shard, ShardReport, iter_documents
-from schemas.fs import filesystem
-from schemas.tables import document_embedding_schema
+from firth.pipelines.config import JobConfig
+from firth.pipelines.corpus.shards import Shard, ShardReport, iter_documents
+from firth.schemas.fs import filesystem
+from firth.schemas.tables import document_embedding_schema
 
 TASK_DOCUMENTS = 256  # documents per actor call: large enough to sort into tight batches
 
@@ -34,7 +34,7 @@ class EmbedWorker:
                  stride: int):
         import torch
 
-        from workers.encoder.model import load_encoder
+        from firth.workers.encoder.model import load_encoder
 
         self.folder = tempfile.mkdtemp(prefix="firth-embed-")
         fs, path = filesystem(model_uri, storage_options)
@@ -44,7 +44,7 @@ class EmbedWorker:
         self.batch_size, self.chunks, self.stride = batch_size, chunks, stride
 
     def embed(self, doc_ids: list[str], texts: list[str]) -> pa.RecordBatch:
-        from workers.encoder.inference import document_rows
+        from firth.workers.encoder.inference import document_rows
 
         return document_rows(self.encoder, doc_ids, texts, chunks=self.chunks, stride=self.stride,
                              batch_size=self.batch_size, device=self.device)
@@ -57,7 +57,7 @@ def embed_corpus(model_folder: str | Path, shards: list[Shard], config: JobConfi
                  progress: bool = True) -> tuple[pa.RecordBatchReader, dict]:
     """Embed every document of `shards` with the encoder in `model_folder` (local); return a reader of
     the document table and {"documents", "rows", "dim"}."""
-    from workers.raytrain import start_ray
+    from firth.workers.raytrain.harness import start_ray
 
     model, options = config.model, config.store.storage_options
     start_ray()

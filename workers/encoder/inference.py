@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from workers.encoder.model import Encoder
+from firth.workers.encoder.model import Encoder
 
 
 def autocast(device: torch.device | str):
@@ -63,13 +63,13 @@ def embed_texts(encoder: Encoder, texts: list[str], *, batch_size: int = 64, dev
 
 def document_rows(encoder: Encoder, doc_ids: list[str], texts: list[str], *, chunks: bool = False, stride: int = 32,
                   batch_size: int = 64, device: torch.device | str = "cpu", keep_text: bool = True) -> pa.RecordBatch:
-    """Rows of schemas.tables.document_embedding_schema(dim) for these documents.
+    """Rows of firth.schemas.tables.document_embedding_schema(dim) for these documents.
 
     chunks False: one row per document (chunk 0, its first max_length tokens), text = the document.
     chunks True: one row per window of max_length tokens, windows overlapping by `stride` tokens;
     text = the span of the document the window covers.
     """
-    from schemas.tables import document_embedding_schema  # pyarrow only
+    from firth.schemas.tables import document_embedding_schema  # pyarrow only
 
     tokenizer, max_length = encoder.tokenizer, encoder.spec.max_length
     if not chunks:

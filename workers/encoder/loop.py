@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.encoder.inference import autocast
-from workers.encoder.model import Encoder
-from workers.encoder.objectives import contrastive_loss, mask_tokens
-from workers.encoder.pairs import Pair
+from firth.workers.encoder.inference import autocast
+from firth.workers.encoder.model import Encoder
+from firth.workers.encoder.objectives import contrastive_loss, mask_tokens
+from firth.workers.encoder.pairs import Pair
 
 
 @dataclass(frozen=True)

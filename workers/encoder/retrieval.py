@@ -65,9 +65,9 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def evaluate_retrieval(encoder, title_body_pairs: list[tuple[str, str]], *, k: int = 10, batch_size: int = 64,
                        device: str = "cpu") -> dict[str, float]:
-    """{"retrieval_recall_at_k", "retrieval_mrr_at_k"} of `encoder` (workers.encoder.model.Encoder) on
+    """{"retrieval_recall_at_k", "retrieval_mrr_at_k"} of `encoder` (firth.workers.encoder.model.Encoder) on
     (title, body) pairs: each title must find its own body among all the bodies."""
-    from workers.encoder.inference import embed_texts  # torch: only when evaluating
+    from firth.workers.encoder.inference import embed_texts  # torch: only when evaluating
 
     titles = embed_texts(encoder, [t for t, _ in title_body_pairs], batch_size=batch_size, device=device)
     bodies = embed_texts(encoder, [b for _, b in title_body_pairs], batch_size=batch_size, device=device)

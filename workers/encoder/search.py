@@ -108,7 +108,7 @@ class DocumentSearch:
         return len(self.doc_ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        from workers.encoder.inference import embed_texts
+        from firth.workers.encoder.inference import embed_texts
 
         vectors = embed_texts(self.encoder, texts, device=self.device)  # (q, dim)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -147,8 +147,8 @@ def model_cache_dir() -> Path:
 def open_search(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None, *,
                 index: str = "exact", cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> DocumentSearch:
     """Load document table `ref` ('name' or 'name@3') and its encoder from the store at `store_uri`."""
-    from schemas.store import TableStore, parse_ref
-    from workers.encoder.model import load_encoder
+    from firth.schemas.store import TableStore, parse_ref
+    from firth.workers.encoder.model import load_encoder
 
     name, version = parse_ref(ref)
     store = TableStore(store_uri, storage_options)

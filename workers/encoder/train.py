@@ -3,13 +3,13 @@
     corpus ──> start folder (checkpoint or new BERT + corpus tokenizer)  ─┐
           ──> pairs.parquet / texts.parquet (held-out documents excluded) ─┴─> TorchTrainer (DDP) ─> model folder
           ──> held-out title -> body queries ──> recall@10 / MRR@10 (before and after training)
-    model folder ──> workers.encoder.embed (Ray actors) ──> the document table, published by the job
+    model folder ──> firth.workers.encoder.embed (Ray actors) ──> the document table, published by the job
 
-Each Ray Train worker runs workers.encoder.loop.fit on its share of the rows (DDP: gloo on CPU,
+Each Ray Train worker runs firth.workers.encoder.loop.fit on its share of the rows (DDP: gloo on CPU,
 NCCL with bf16 autocast on GPUs). After every epoch rank 0 checkpoints the model folder, AdamW's
 state and meta.json through `ray.train.report`; after a worker failure (FailureConfig) the workers
 restart from the last one. Progress, worker warnings and failures reach the driver through
-workers/console.py, as for GloVe.
+workers/raytrain/console.py, as for GloVe.
 """
 from __future__ import annotations
 
@@ -31,17 +31,23 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from pipelines.config import EncoderConfig, JobConfig
-from pipelines.corpus import Shard, ShardReport, iter_documents, list_shards
-from schemas.fs import filesystem, join, pyarrow_filesystem
-from workers.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
-from workers.encoder.loop import EpochResult, TrainSettings, fit, steps_per_epoch
-from workers.encoder.model import (EncoderSpec, build_encoder, load_encoder, load_trainable, resolve_checkpoint,
-                                   save_trainable)
-from workers.encoder.pairs import Pair, corpus_pairs, is_held_out, read_pairs_file
-from workers.encoder.retrieval import title_and_body
-from workers.raytrain import check_gpus, ray_started_here, start_ray, stop_ray
-from workers.trainers import Trained
+from firth.pipelines.config import EncoderConfig, JobConfig
+from firth.pipelines.corpus.shards import Shard, ShardReport, iter_documents, list_shards
+from firth.schemas.fs import filesystem, join, pyarrow_filesystem
+from firth.workers.encoder.loop import EpochResult, TrainSettings, fit, steps_per_epoch
+from firth.workers.encoder.model import (
+    EncoderSpec,
+    build_encoder,
+    load_encoder,
+    load_trainable,
+    resolve_checkpoint,
+    save_trainable,
+)
+from firth.workers.encoder.pairs import Pair, corpus_pairs, is_held_out, read_pairs_file
+from firth.workers.encoder.retrieval import title_and_body
+from firth.workers.raytrain.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
+from firth.workers.raytrain.harness import check_gpus, ray_started_here, start_ray, stop_ray
+from firth.workers.trainers import Trained
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ TEXTS_SCHEMA = pa.schema([("text", pa.string())])
 
 
 def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_injection: str | None = None) -> Trained:
-    """The job's entry point (workers.trainers): train the encoder, evaluate it, embed the corpus.
+    """The job's entry point (firth.workers.trainers): train the encoder, evaluate it, embed the corpus.
 
     A Ray started here (none was running) is shut down before returning: the table is a reader of
     a Parquet file and needs no Ray."""
@@ -65,8 +71,8 @@ def train(config: JobConfig, statistics=None, *, checkpoint_uri: str, fault_inje
 
 
 def _train_and_embed(config: JobConfig, *, checkpoint_uri: str, fault_injection: str | None) -> Trained:
-    from workers.encoder.embed import embed_corpus
-    from workers.encoder.retrieval import evaluate_retrieval
+    from firth.workers.encoder.embed import embed_corpus
+    from firth.workers.encoder.retrieval import evaluate_retrieval
 
     model, options = config.model, config.store.storage_options
     shards = list_shards(config.corpus)
@@ -104,7 +110,7 @@ def _train_and_embed(config: JobConfig, *, checkpoint_uri: str, fault_injection:
                    artifacts={"model": str(model_folder)},
                    metadata={"encoder": {**spec, "dim": embedded["dim"], "documents": embedded["documents"],
                                          "rows": embedded["rows"], "epochs": epochs,
-                                         "model_artifact": "model", "load_with": "workers.encoder.model.load_encoder"}})
+                                         "model_artifact": "model", "load_with": "firth.workers.encoder.model.load_encoder"}})
 
 
 def _say(message: str) -> None:
@@ -131,7 +137,7 @@ def _prepare_start(model: EncoderConfig, shards: list[Shard], config: JobConfig,
         encoder = load_encoder(resolve_checkpoint(model.checkpoint), spec)
         encoder.save(folder)
         return
-    from workers.encoder.subword import train_subword_tokenizer
+    from firth.workers.encoder.subword import train_subword_tokenizer
 
     texts = (text for _, (doc_id, text) in zip(range(model.tokenizer_documents), _documents(shards, config))
              if not is_held_out(doc_id, model.holdout_fraction))
@@ -198,7 +204,7 @@ def train_encoder(start_uri: str, data: dict, settings: TrainSettings, model: En
     """Train the encoder at `start_uri` with `model.num_workers` Ray Train workers; return the final
     model folder (local) and one record per epoch (loss, samples, seconds: all workers)."""
     start_ray()
-    own_ray = ray_started_here()  # then worker output reaches the driver through workers/console.py only
+    own_ray = ray_started_here()  # then worker output reaches the driver through workers/raytrain/console.py only
     check_gpus(model.use_gpu)
     storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
     steps = [steps_per_epoch(data["texts"], settings.batch_size, model.num_workers)] * settings.mlm_epochs + \

@@ -1,0 +1,1 @@
+"""The command line: `firth run`, `firth tables …`, `firth neighbors`, and the operations commands."""

@@ -1,0 +1,165 @@
+"""The `firth` command line.
+
+    firth run CONFIG.yaml [--store URI] [--incremental [--alias production]]
+    firth tables list | show | versions | promote | rollback | gc | export   (pipelines/cli/tables.py)
+    firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
+    firth search NAME[@VERSION] "QUERY TEXT" [-k K] [--index exact|hnsw|ivf|auto] [--json]
+    firth submit | jobs | runs | report | schedule   (pipelines/cli/ops.py)
+
+The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
+./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from firth.pipelines.cli.common import open_store
+from firth.pipelines.cli.tables import add_tables_commands
+from firth.pipelines.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray keeps its node on 127.0.0.1
+    # Ray Train polls its workers every 2 s by default, which adds ~5 s to every run's start and end.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    try:
+        return args.command(args)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
+        # Errors a user can cause carry their own explanation; a traceback would bury it.
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"firth: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="firth", description="Sharded corpora to versioned embedding tables.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the pipeline of a config and publish a table version")
+    run.add_argument("config")
+    run.add_argument("--store", help="table store URI (overrides the config and $FIRTH_STORE)")
+    run.add_argument("--incremental", action="store_true",
+                     help="the nightly run: hold the table's run lock, recount only new and changed shards, "
+                          "publish, and promote the new version through the quality gate")
+    run.add_argument("--alias", default="production", help="the alias --incremental promotes (default: production)")
+    run.set_defaults(command=_run)
+
+    add_tables_commands(commands)
+
+    neighbors = commands.add_parser("neighbors", help="cosine nearest neighbours of a word")
+    neighbors.add_argument("ref", metavar="NAME[@VERSION|@ALIAS|@TIMESTAMP]")
+    neighbors.add_argument("word")
+    neighbors.add_argument("-k", type=int, default=10)
+    neighbors.set_defaults(command=_neighbors)
+
+    search = commands.add_parser("search", help="documents most similar to a text (document tables of encoders)")
+    search.add_argument("ref", metavar="NAME[@VERSION]")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--index", choices=["exact", "hnsw", "ivf", "auto"], default="exact",
+                        help="exact (default) or an approximate FAISS index for large tables")
+    search.set_defaults(command=_search)
+
+    for sub in (neighbors, search):
+        sub.add_argument("--store", help="table store URI (default: $FIRTH_STORE or ./firth-store)")
+        sub.add_argument("--config", help="take the store from this config file")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from firth.pipelines.cli.ops import add_commands  # submit, jobs, runs, report, schedule
+    add_commands(commands)
+    return parser
+
+
+def _run(args) -> int:
+    config = load_config(args.config, store=args.store)
+    if args.incremental:
+        return _run_incremental(args, config)
+    from firth.pipelines.job import run
+
+    published = run(config)
+    _print_published(config, published)
+    return 0
+
+
+def _run_incremental(args, config) -> int:
+    """One run per table at a time (the store's run lock); the statistics' shard cache makes the
+    counting incremental (only shards it has not seen, by content, are read); the new version is
+    promoted to `--alias` only if it passes the config's promotion rules against the holder."""
+    from firth.pipelines.job import run
+    from firth.pipelines.ops.lock import LockHeld, run_lock
+    from firth.schemas.promotion import GateRefused, promote
+    from firth.schemas.store import TableStore
+
+    try:
+        with run_lock(config.store.uri, config.table, config.store.storage_options):
+            published = run(config)
+            _print_published(config, published)
+            store = TableStore(config.store.uri, config.store.storage_options)
+            corpus = store.info(config.table, published.version).metadata.get("corpus", {})
+            print(f"  shards: {len(corpus.get('processed_shards', []))} counted, "
+                  f"{len(corpus.get('reused_shards', []))} reused from the cache")
+            try:
+                promotion = promote(store, f"{config.table}@{published.version}", args.alias, config.promotion.rules)
+                print(f"promoted {config.table}@{args.alias} -> {published.version}" if promotion.moved
+                      else f"{config.table}@{args.alias} already points at {published.version}")
+            except GateRefused as e:
+                print(f"not promoted: {e}")
+    except LockHeld as e:
+        print(f"firth: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _print_published(config, published) -> None:
+    print(f"published {published.table}@{published.version} to {published.store}")
+    for name, seconds in published.timings.items():
+        print(f"  {name:<12} {seconds:8.1f} s")
+    for name, value in published.metrics.items():
+        print(f"  {name:<22} {value:.4f}")
+    if published.skipped:
+        print(f"  skipped: {published.skipped['bad_records']} bad records, "
+              f"{len(published.skipped['empty_shards'])} empty shards (corpus.on_bad_record: skip)")
+        for problem in published.skipped["problems"]:
+            print(f"    {problem}")
+    firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth
+    query = 'search {} "QUERY TEXT"' if config.model.model == "encoder" else "neighbors {} WORD"
+    print(f"next: {firth} {query.format(published.table)} --store {published.store}")
+    print(f"run record: {firth} runs show {published.run_id} --store {published.store}  "
+          f"(report: {firth} report {published.run_id} --store {published.store})")
+
+
+def _neighbors(args) -> int:
+    from firth.schemas.consumer import open_embeddings
+
+    store = open_store(args)
+    embeddings = open_embeddings(store.uri, args.ref, store.storage_options)
+    result = embeddings.neighbors(args.word, k=args.k)
+    if args.json:
+        print(json.dumps([{"token": t, "cosine": s} for t, s in result]))
+    else:
+        for token, score in result:
+            print(f"{score:7.4f}  {token}")
+    return 0
+
+
+def _search(args) -> int:
+    from firth.workers.encoder.search import open_search  # torch and transformers load only for this command
+
+    store = open_store(args)
+    hits = open_search(store.uri, args.ref, store.storage_options, index=args.index).search(args.query, k=args.k)
+    if args.json:
+        print(json.dumps([hit._asdict() for hit in hits]))
+    else:
+        for hit in hits:
+            snippet = " ".join((hit.text or "").split())[:80]
+            print(f"{hit.score:7.4f}  {hit.doc_id}" + (f"#{hit.chunk}" if hit.chunk else "") + f"  {snippet}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

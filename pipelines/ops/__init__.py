@@ -1,0 +1,1 @@
+"""Operating firth: run records, the table lock, job submission, schedules and reports."""

@@ -1,0 +1,88 @@
+"""`firth run --incremental`, the nightly run: run lock, only new shards counted, gated promotion."""
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from firth.pipelines.cli.main import main
+from firth.pipelines.ops.lock import RunLock
+from firth.schemas.aliases import alias_target
+from firth.schemas.store import TableStore
+from tests.helpers import ROOT, SAMPLE_SHARDS
+
+
+def _nightly_config(tmp_path, shards, epochs=2):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for shard in shards:
+        shutil.copy(shard, corpus)
+    config = tmp_path / "nightly.yaml"
+    config.write_text(yaml.safe_dump({
+        # min_count 1: a new shard cannot drop an old shard's words from the vocabulary, so the
+        # old shards' cached counts stay valid (see pipelines/statistics/shard_cache.py)
+        "table": "nightly", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
+        "statistics": {"n_workers": 1, "min_count": 1, "window": 3, "n_buckets": 2},
+        "model": {"dim": 8, "epochs": epochs, "num_workers": 1, "x_max": 10},
+        # any version may replace the holder: this test is about the run, not the gate
+        "promotion": {"rules": [{"metric": "final_loss", "higher_is_better": False, "tolerance": 1e9}]},
+        "store": {"uri": str(tmp_path / "store")}}))
+    return config, corpus, str(tmp_path / "store")
+
+
+def test_an_added_shard_is_the_only_one_counted_and_a_held_lock_turns_a_second_run_away(tmp_path, capsys):
+    config, corpus, store_uri = _nightly_config(tmp_path, SAMPLE_SHARDS[:2])
+
+    assert main(["run", str(config), "--incremental"]) == 0
+    first = capsys.readouterr().out
+    assert "shards: 2 counted, 0 reused" in first and "promoted nightly@production -> 0" in first
+
+    shutil.copy(SAMPLE_SHARDS[2], corpus)
+    assert main(["run", str(config), "--incremental"]) == 0
+    second = capsys.readouterr().out
+    assert "shards: 1 counted, 2 reused" in second and "promoted nightly@production -> 1" in second
+    store = TableStore(store_uri)
+    corpus_meta = store.info("nightly", 1).metadata["corpus"]
+    assert [Path(uri).name for uri in corpus_meta["processed_shards"]] == [SAMPLE_SHARDS[2].name]
+    assert alias_target(store, "nightly", "production") == 1
+
+    with RunLock(store_uri, "nightly", run_id="someone-else"):  # another nightly run holds the table
+        assert main(["run", str(config), "--incremental"]) == 3
+    err = capsys.readouterr().err
+    assert "table 'nightly' is locked by" in err and "run someone-else" in err
+    assert [v.version for v in store.versions("nightly")] == [0, 1]  # the turned-away run published nothing
+
+
+def test_two_concurrent_nightly_runs_one_publishes_the_other_exits_with_the_lock_message(tmp_path):
+    """Two real `firth run --incremental` processes on one table: the second starts while the first
+    holds the lock (it appears in the store), exits 3 naming the holder, and leaves no trace."""
+    config, _, store_uri = _nightly_config(tmp_path, SAMPLE_SHARDS[:2], epochs=20)
+    lock = Path(store_uri) / "_locks" / "nightly.lock"
+
+    def firth_run():
+        return subprocess.Popen([sys.executable, "-m", "firth.pipelines.cli.main", "run", str(config), "--incremental"],
+                                cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    first = firth_run()
+    deadline = time.monotonic() + 120
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), f"the first run never took the lock: {first.communicate()}"
+    second = firth_run()
+    second_out, second_err = second.communicate(timeout=300)
+    first_still_running = first.poll() is None
+    first_out, first_err = first.communicate(timeout=600)
+
+    assert first_still_running, "the first run ended before the second looked at the lock: nothing was contended"
+    assert second.returncode == 3, (second_out, second_err)
+    assert "table 'nightly' is locked by" in second_err and "only one run per table at a time" in second_err
+    assert "published" not in second_out
+    assert first.returncode == 0, first_err
+    assert "published nightly@0" in first_out and "promoted nightly@production -> 0" in first_out
+    store = TableStore(store_uri)
+    assert [v.version for v in store.versions("nightly")] == [0]  # one version, whole and readable
+    assert alias_target(store, "nightly", "production") == 0
+    assert store.read("nightly", 0).num_rows == store.info("nightly", 0).metadata["vocab_size"]
+    assert list((Path(store_uri) / "_locks").iterdir()) == []  # released, no temporary files

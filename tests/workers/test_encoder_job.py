@@ -1,0 +1,91 @@
+"""End to end: a tiny encoder job (new BERT + corpus tokenizer, MLM then contrastive on Ray Train,
+a worker failure restored from its checkpoint, Ray batch embedding) publishes a document table
+with its model; `firth search` finds a document by its own text."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from firth.pipelines.cli.main import main
+from firth.pipelines.config import load_config
+from firth.pipelines.job import run
+from firth.schemas.store import TableStore
+from firth.workers.encoder.search import open_search
+from tests.helpers import SAMPLE
+
+
+@pytest.fixture
+def encoder_config(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(sorted(SAMPLE.glob("*.jsonl.gz"))[0], corpus)
+    path = tmp_path / "encoder.yaml"
+    path.write_text(yaml.safe_dump({
+        "table": "docs", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
+        "model": {"model": "encoder", "checkpoint": None, "layers": 2, "heads": 2, "hidden_size": 32,
+                  "intermediate_size": 64, "vocab_size": 500, "max_length": 64, "mlm_epochs": 1, "epochs": 1,
+                  "mlm_documents": 64, "max_pairs": 64, "batch_size": 8, "learning_rate": 1e-3,
+                  "holdout_fraction": 0.2, "eval_documents": 20, "num_workers": 2, "embed_workers": 1},
+        "store": {"uri": str(tmp_path / "store")}}))
+    return path
+
+
+def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_a_document(
+        encoder_config, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FIRTH_CACHE", str(tmp_path / "cache"))
+    config = load_config(encoder_config)
+    marker = tmp_path / "fault"
+    published = run(config, fault_injection=str(marker))  # rank 1 fails mid epoch 2: restored from epoch 1
+    assert marker.exists() and published.version == 0
+    assert "statistics" not in published.timings  # an encoder reads the corpus itself
+    import ray
+
+    assert not ray.is_initialized(), "the Ray the trainer started is shut down once the table is built"
+
+    store = TableStore(config.store.uri)
+    info = store.info("docs")
+    meta = info.metadata
+    assert meta["model"] == "encoder" and info.dim == 32 and set(info.artifacts) == {"model"}
+    assert [e["phase"] for e in meta["encoder"]["epochs"]] == ["mlm", "contrastive"]
+    assert len(meta["training"]["epoch_losses"]) == 2 and all(np.isfinite(meta["training"]["epoch_losses"]))
+    assert meta["encoder"]["pooling"] == "mean" and meta["encoder"]["max_length"] == 64
+    metrics = meta["metrics"]
+    assert {"retrieval_recall_at_10", "retrieval_mrr_at_10", "retrieval_recall_at_10_start", "samples_per_sec"} <= set(metrics)
+    assert metrics["eval_queries"] == 20 and 0 <= metrics["retrieval_mrr_at_10"] <= metrics["retrieval_recall_at_10"] <= 1
+
+    table = store.read("docs")
+    ids = [json.loads(line)["id"] for line in __import__("gzip").open(next((tmp_path / "corpus").glob("*")), "rt")]
+    assert sorted(table.column("doc_id").to_pylist()) == sorted(ids)  # every document once, held-out ones too
+    assert set(table.column("chunk").to_pylist()) == {0}
+    vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, 32)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    assert not list(Path(config.checkpoint_uri).glob("*")), "checkpoints are removed after publishing"
+
+    # The published model and tokenizer reproduce the published vectors.
+    search = open_search(config.store.uri, "docs")
+    row = 7
+    text = table.column("text")[row].as_py()
+    np.testing.assert_allclose(search.embed([text])[0], vectors[row], atol=1e-5)
+
+    # firth search: a document's own text finds that document first, with cosine 1.
+    capsys.readouterr()
+    assert main(["search", "docs", text, "-k", "3", "--json", "--store", config.store.uri]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and hits[0]["doc_id"] == table.column("doc_id")[row].as_py()
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5) and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert main(["search", "docs", "   ", "--store", config.store.uri]) == 2
+    assert "query text is empty" in capsys.readouterr().err
+
+
+def test_encoder_config_names_a_bad_key_and_the_checkpoint(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("table: t\ncorpus: {shards: [x]}\nmodel: {model: encoder, pooling: max}\n")
+    assert main(["run", str(path)]) == 2
+    assert "model.pooling" in capsys.readouterr().err
+    from firth.workers.encoder.model import resolve_checkpoint
+
+    with pytest.raises(ValueError, match="no config.json"):
+        resolve_checkpoint(str(tmp_path))

@@ -1,0 +1,287 @@
+"""word2vec: the tables built from counts (hand-checked), the kernels (hand-checked step, numba ==
+torch), and the Ray Train wiring (determinism, restore after a worker failure)."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from firth.pipelines.config import Word2VecConfig
+from firth.workers.word2vec import kernel_torch as word2vec_torch
+from firth.workers.word2vec.kernel_numba import train_block
+from firth.workers.word2vec.kernel_torch import DeviceTables, make_examples, train_examples
+from firth.workers.word2vec.model import (
+    alias_table,
+    huffman,
+    init_state,
+    keep_probabilities,
+    make_layout,
+    sigmoid_tables,
+)
+
+# ---- tables -------------------------------------------------------------------------------------
+
+
+def test_huffman_codes_on_a_hand_example():
+    # counts 5 4 3 2 1: merges (1,2)->n5=3, (n5,3)->n6=6, (4,5)->n7=9, (n6,n7)->root n8=15;
+    # the second of each pair takes code 1. Codes and points (inner node - V) are listed root first.
+    codes, points, lengths = huffman(np.array([5, 4, 3, 2, 1]))
+    assert lengths.tolist() == [2, 2, 2, 3, 3]
+    assert [codes[w, :lengths[w]].tolist() for w in range(5)] == [[1, 1], [1, 0], [0, 1], [0, 0, 1], [0, 0, 0]]
+    assert [points[w, :lengths[w]].tolist() for w in range(5)] == [[3, 2], [3, 2], [3, 1], [3, 1, 0], [3, 1, 0]]
+    with pytest.raises(ValueError, match="counts must be sorted descending"):
+        huffman(np.array([1, 2]))
+
+
+def test_subsampling_keep_probabilities():
+    # t * total = 0.01 * 1050 = 10.5; keep = (sqrt(f / 10.5) + 1) * 10.5 / f, at most 1
+    keep = keep_probabilities(np.array([1000, 40, 10]), 0.01)
+    expected = [(np.sqrt(1000 / 10.5) + 1) * 10.5 / 1000, min(1.0, (np.sqrt(40 / 10.5) + 1) * 10.5 / 40), 1.0]
+    np.testing.assert_allclose(keep, expected, rtol=1e-6)
+    assert keep[0] == pytest.approx(0.1130, abs=1e-4) and keep[1] == pytest.approx(0.7749, abs=1e-4)
+    np.testing.assert_array_equal(keep_probabilities(np.array([1000, 1]), 0.0), [1.0, 1.0])
+
+
+def test_alias_table_gives_the_unigram_to_the_075_distribution():
+    counts = np.array([900, 300, 40, 7, 7, 1])
+    prob, alias = alias_table(counts)
+    # P(w) = (prob[w] + sum of (1 - prob[k]) over the columns k whose alias is w) / V
+    implied = prob.astype(np.float64).copy()
+    for k in range(len(counts)):
+        if alias[k] != k:
+            implied[alias[k]] += 1.0 - prob[k]
+    target = counts ** 0.75 / (counts ** 0.75).sum()
+    np.testing.assert_allclose(implied / len(counts), target, rtol=1e-6)
+
+
+# ---- kernels ------------------------------------------------------------------------------------
+
+NO_HS = (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
+
+
+def _run_numba(layout, state, ids, offsets, counts, sg, negative, hs, window, alpha, seed=1, sample=0.0):
+    syn0, syn1neg, syn1 = layout.views(state)
+    tables = huffman(counts) if hs else NO_HS
+    prob, alias = alias_table(counts)
+    stats = np.zeros(3)
+    train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows,
+                keep_probabilities(counts, sample), prob, alias, *tables, sg, negative, hs, window, alpha, alpha,
+                np.array([seed], np.uint64), *sigmoid_tables(), stats)
+    return stats
+
+
+def test_hierarchical_softmax_steps_match_a_hand_computation():
+    # V = 2, the document "1 0", window 1, no subsampling: two skip-gram examples, no randomness.
+    # Huffman of counts (2, 1): one inner node (syn1 row 0); word 1 has code 0, word 0 code 1.
+    counts = np.array([2, 1])
+    layout = make_layout(["a", "b"], 3, negative=False, hs=True)
+    state = init_state(layout, seed=0)
+    w0, w1 = state[0].astype(np.float64), state[1].astype(np.float64)
+    stats = _run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), counts, True, 0, True, 1, 0.1)
+    def sigma(f):  # the kernel's table: σ at the centre of f's cell of width 12 / 1000
+        return 1 / (1 + np.exp(-((np.floor((f + 6) * 1000 / 12) + 0.5) * 12 / 1000 - 6)))
+    # centre 1 -> target 0 (code 1, label 0): node is 0, so f = 0, g = (0 - σ(0)) 0.1
+    node = -sigma(0.0) * 0.1 * w1
+    # centre 0 -> target 1 (code 0, label 1): f = w0 . node, g = (1 - σ(f)) 0.1
+    f = w0 @ node
+    g = (1 - sigma(f)) * 0.1
+    np.testing.assert_allclose(state[0], w0 + g * node, rtol=1e-5)
+    np.testing.assert_array_equal(state[1], w1.astype(np.float32))  # its gradient was node 0 = 0
+    np.testing.assert_allclose(state[2], node + g * w0, rtol=1e-5)
+    assert stats.tolist()[1:] == [2.0, 2.0]  # examples, words kept
+    assert stats[0] == pytest.approx(2 * np.log(2), rel=1e-2)  # two scores near 0: -log σ(±0)
+
+
+def _corpus(vocab: int, docs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Documents of Zipf-ish ids with a pattern (id k follows k-1 often): (ids, offsets, counts)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 30, docs)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.minimum(rng.zipf(1.5, offsets[-1]) - 1, vocab - 1).astype(np.int32)
+    follow = rng.random(offsets[-1]) < 0.8
+    ids[1:][follow[1:]] = (ids[:-1][follow[1:]] + 1) % vocab
+    counts = np.bincount(ids, minlength=vocab) + 1
+    order = np.argsort(-counts, kind="stable")  # ids by descending count, as the vocabulary
+    rank = np.empty(vocab, np.int32)
+    rank[order] = np.arange(vocab)
+    return rank[ids], offsets, counts[order]
+
+
+def test_numba_and_torch_kernels_agree_example_by_example_on_cbow_hs():
+    # CBOW with hierarchical softmax has no noise draws, one example per centre; with one example
+    # per torch batch both kernels make the same updates in the same order (the subsampling and
+    # window draws are the same LCG sequence). They differ only in σ: table (numba) or exact (torch).
+    ids, offsets, counts = _corpus(20, 30, seed=3)
+    layout = make_layout([str(w) for w in range(20)], 8, negative=False, hs=True)
+    cpu, dev = init_state(layout, 0), init_state(layout, 0)
+    stats = _run_numba(layout, cpu, ids, offsets, counts, False, 0, True, 3, 0.05, seed=5, sample=0.05)
+    input_offsets, rows, targets, kept = make_examples(ids, offsets, keep_probabilities(counts, 0.05),
+                                                       layout.row_offsets, layout.rows, False, 3,
+                                                       np.array([5], np.uint64))
+    tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
+    loss = train_examples(*layout.views(torch.from_numpy(dev)), input_offsets, rows, targets, tables, 0, True,
+                          0.05, 0.05, batch=1)
+    assert len(targets) == stats[1] and kept == stats[2] < len(ids)
+    assert loss == pytest.approx(stats[0], rel=3e-3)  # σ, log σ from 1000-cell tables
+    change = np.abs(cpu - init_state(layout, 0)).max()
+    assert change > 1e-2  # they did train, and the same way up to the σ table's rounding
+    assert np.abs(dev - cpu).max() < 0.03 * change
+
+
+def _torch_losses(layout, state, ids, offsets, counts, sg, negative, hs, batch, epochs=6) -> list[float]:
+    """The torch kernel's mean loss per example in each epoch (window 4, sample 1e-2, alpha 0.05)."""
+    tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
+    keep = keep_probabilities(counts, 1e-2)
+    losses = []
+    for epoch in range(epochs):
+        examples = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows, sg, 4,
+                                 np.array([epoch + 1], np.uint64))
+        losses.append(train_examples(*layout.views(torch.from_numpy(state)), *examples[:3], tables, negative, hs,
+                                     0.05, 0.05, batch=batch) / len(examples[2]))
+    return losses
+
+
+@pytest.mark.parametrize("sg, negative, hs", [(True, 5, False), (False, 5, False), (True, 0, True), (False, 3, True)])
+def test_kernels_lower_the_loss(sg, negative, hs):
+    ids, offsets, counts = _corpus(50, 400, seed=1)
+    layout = make_layout([str(w) for w in range(50)], 16, negative=negative > 0, hs=hs)
+    cpu, dev = init_state(layout, 0), init_state(layout, 0)
+    cpu_losses = []
+    for epoch in range(6):
+        stats = _run_numba(layout, cpu, ids, offsets, counts, sg, negative, hs, 4, 0.05, seed=epoch + 1,
+                           sample=1e-2)
+        cpu_losses.append(stats[0] / stats[1])
+    dev_losses = _torch_losses(layout, dev, ids, offsets, counts, sg, negative, hs, batch=64)
+    assert cpu_losses[-1] < cpu_losses[0] and dev_losses[-1] < dev_losses[0]
+    if not hs:  # untrained (zero output rows), every score is 0: log 2 per output
+        assert cpu_losses[-1] < 0.7 * np.log(2) * (1 + negative)
+    assert cpu_losses[-1] == pytest.approx(dev_losses[-1], rel=0.05)  # the same model
+
+
+@pytest.mark.parametrize("sg", [True, False])
+def test_one_batch_of_a_whole_epoch_learns_where_summed_updates_diverge(sg, monkeypatch):
+    # Every example of an epoch in one torch batch: the frequent rows are outputs of thousands of
+    # examples. Their summed update, bounded by the rows' curvature, still learns like small
+    # batches; unbounded (STEP_BOUND = inf: the plain sum) it overshoots and the loss blows up.
+    ids, offsets, counts = _corpus(50, 400, seed=1)
+    layout = make_layout([str(w) for w in range(50)], 16, negative=True, hs=False)
+
+    def losses(batch):
+        return _torch_losses(layout, init_state(layout, 0), ids, offsets, counts, sg, 5, False, batch)
+
+    small, whole = losses(64), losses(1 << 20)
+    assert whole[-1] < 0.85 * whole[0] and whole[-1] == pytest.approx(small[-1], rel=0.15)
+    monkeypatch.setattr(word2vec_torch, "STEP_BOUND", float("inf"))
+    unbounded = losses(1 << 20)
+    assert not unbounded[-1] < 2 * whole[-1]  # nan or far above: the sum overshoots
+
+
+def test_subsampling_drops_frequent_words_at_the_documented_rate():
+    counts = np.array([9000, 10])
+    keep = keep_probabilities(counts, 1e-2)  # t * total = 90.1: word 0 keeps (sqrt(9000/90.1) + 1) 90.1/9000
+    assert keep[0] == pytest.approx(0.11006, abs=1e-4) and keep[1] == 1.0
+    layout = make_layout(["a", "b"], 2, negative=True, hs=False)
+    ids = np.tile(np.array([0] * 9 + [1], np.int32), 2000)  # 18000 of word 0, 2000 of word 1
+    stats = _run_numba(layout, init_state(layout, 0), ids, np.array([0, len(ids)]), counts, True, 1, False, 1,
+                       0.0, sample=1e-2)
+    expected = 18000 * keep[0] + 2000  # binomial sd of the first term: 42
+    assert abs(stats[2] - expected) < 4 * 42
+
+
+def test_hogwild_threads_train_every_example_once_and_learn_like_one_thread():
+    from firth.workers.word2vec.loop import WorkerLoop
+
+    ids, offsets, counts = _corpus(40, 600, seed=3)
+    layout = make_layout([str(w) for w in range(40)], 16, negative=True, hs=False)
+    results = {}
+    for threads in (1, 2):
+        # window 1 and no subsampling: the examples do not depend on the random draws
+        config = Word2VecConfig(dim=16, window=1, negative=3, sample=0, alpha=0.05, threads_per_worker=threads)
+        worker = WorkerLoop(config, layout, counts, torch.device("cpu"), rank=0)
+        rng_state = np.arange(1, threads + 1, dtype=np.uint64)
+        losses = []
+        for _ in range(4):
+            stats = np.zeros(3)
+            worker.train(ids, offsets, 0.05, 0.05, rng_state, stats)
+            losses.append(stats[0] / stats[1])
+        results[threads] = stats, losses
+    (one, one_losses), (two, two_losses) = results[1], results[2]
+    assert one[2] == two[2] == len(ids)  # every word once per epoch, split between the threads
+    assert one[1] == two[1] == 2 * (len(ids) - (len(offsets) - 1))  # both neighbours of every word
+    assert two_losses[-1] < two_losses[0] < 0.8 * np.log(2) * (1 + 3)  # log 2 per output untrained
+    assert two_losses[-1] == pytest.approx(one_losses[-1], rel=0.05)  # the same model, trained in parallel
+
+
+# ---- Ray Train ----------------------------------------------------------------------------------
+
+VOCAB = 30
+
+
+@pytest.fixture(scope="module")
+def tokens_dir(tmp_path_factory):
+    """3 tokens shards, several row groups each: 2 workers get uneven shares."""
+    folder = tmp_path_factory.mktemp("tokens")
+    ids, offsets, counts = _corpus(VOCAB, 300, seed=2)
+    docs = np.array_split(np.arange(300), 3)
+    for shard, rows in enumerate(docs):
+        lists = pa.ListArray.from_arrays(pa.array(offsets[rows[0]:rows[-1] + 2] - offsets[rows[0]], pa.int32()),
+                                         pa.array(ids[offsets[rows[0]]:offsets[rows[-1] + 1]], pa.int32()))
+        table = pa.table({"doc_id": pa.array([f"d{r}" for r in rows]), "token_ids": lists})
+        from firth.schemas.tables import TOKENS, check
+        pq.write_table(check(table, TOKENS, cast=True), folder / f"shard-{shard:05d}.parquet", row_group_size=40)
+    return str(folder), counts
+
+
+CONFIG = Word2VecConfig(dim=8, window=3, negative=3, sample=1e-2, epochs=3, alpha=0.05, num_workers=2,
+                        syncs_per_epoch=3, block_words=300, seed=7)
+
+
+def _train(tokens, tmp, name, config=CONFIG, **kw):
+    from firth.workers.word2vec.train import train_word2vec
+
+    folder, counts = tokens
+    return train_word2vec(folder, [f"w{i}" for i in range(VOCAB)], counts, config,
+                          checkpoint_uri=str(tmp / name), progress=False, **kw)
+
+
+def test_one_worker_same_seed_gives_identical_vectors(ray_session, tokens_dir, tmp_path):
+    config = CONFIG.model_copy(update={"num_workers": 1, "epochs": 2})
+    first, second = (_train(tokens_dir, tmp_path, name, config) for name in ("a", "b"))
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+    assert first.epoch_losses == second.epoch_losses and first.epoch_losses[1] < first.epoch_losses[0]
+
+
+def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_session, tokens_dir, tmp_path):
+    uninterrupted = _train(tokens_dir, tmp_path, "plain")
+    losses = uninterrupted.epoch_losses
+    assert uninterrupted.epochs_run == 3 and losses[-1] < losses[0]
+    marker = tmp_path / "fault-marker"
+    restored = _train(tokens_dir, tmp_path, "faulty", fault_injection=str(marker))
+    assert marker.exists()  # rank 1 failed in epoch 2
+    np.testing.assert_array_equal(restored.vectors, uninterrupted.vectors)
+    assert restored.epoch_losses == losses
+
+
+# ---- continued training -------------------------------------------------------------------------
+
+
+def test_warm_start_maps_published_rows_by_token_and_checks_dim(tmp_path):
+    from firth.pipelines.config import JobConfig
+    from firth.pipelines.job import embedding_table
+    from firth.schemas.store import TableStore
+    from firth.workers.word2vec.warm_start import warm_start_vectors
+
+    vocabulary = pa.table({"token": ["a", "b"], "id": pa.array([0, 1], pa.int32()),
+                           "count": pa.array([5, 3], pa.int64())})
+    published = np.array([[1, 2], [3, 4]], np.float32)
+    TableStore(str(tmp_path)).publish("w", embedding_table(vocabulary, published), {})
+    config = JobConfig.model_validate({"table": "w2", "corpus": {"shards": ["x"]}, "store": {"uri": str(tmp_path)},
+                                       "model": {"model": "word2vec", "dim": 2, "init_from": "w@0"}})
+    initial = warm_start_vectors(config, ["b", "new", "a"])  # the new run's vocabulary, by its counts
+    np.testing.assert_array_equal(initial[[0, 2]], published[[1, 0]])
+    assert np.isnan(initial[1]).all()
+    wrong_dim = config.model_copy(update={"model": config.model.model_copy(update={"dim": 3})})
+    with pytest.raises(ValueError, match="model.init_from: w@0 has dim 2, but model.dim is 3"):
+        warm_start_vectors(wrong_dim, ["a"])

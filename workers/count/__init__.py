@@ -1,0 +1,1 @@
+"""Count models: PPMI-SVD and LSA from the statistics tables."""

@@ -1,0 +1,1 @@
+"""GloVe: the model and its numba / torch updates (model.py), trained on Ray (train.py)."""

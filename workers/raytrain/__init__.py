@@ -1,0 +1,1 @@
+"""The one Ray Train harness: start Ray, check GPUs, synchronise, checkpoint, restore, forward progress."""

@@ -1,0 +1,135 @@
+"""One worker's word2vec / fastText training loop, without Ray: the tables, the state, the kernel
+for its device, and one epoch over a list of (file, row group) units of the tokens table.
+
+workers/word2vec/train.py runs it inside Ray Train (sync, checkpoints, progress); the GPU
+benchmark runs it alone. `config` is a Word2VecConfig or anything with the same attributes
+(the benchmark's device machine has no pydantic).
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from firth.workers.word2vec.kernel_numba import train_block
+from firth.workers.word2vec.kernel_torch import DeviceTables, make_examples, train_examples
+from firth.workers.word2vec.model import Layout, alias_table, huffman, init_state, keep_probabilities, sigmoid_tables
+
+Unit = tuple[str, int, int]  # (tokens file path, row group, tokens in it)
+
+
+class WorkerLoop:
+    """The training state of one worker and how it trains a block; `state` is (rows, D) float32
+    (numpy on CPU, shared with `state_t`; on CUDA only `state_t` is current)."""
+
+    def __init__(self, config, layout: Layout, counts: np.ndarray, device: torch.device, rank: int,
+                 state: np.ndarray | None = None, torch_kernel: bool = False):
+        """torch_kernel: the batched torch kernel on a CPU device too (tests, benchmark); CUDA always uses it."""
+        self.config, self.layout, self.device, self.rank = config, layout, device, rank
+        self.keep = keep_probabilities(counts, config.sample)
+        self.alias_prob, self.alias_idx = alias_table(counts)
+        self.codes, self.points, self.lengths = huffman(counts) if config.hs else \
+            (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
+        self.sig, self.logsig = sigmoid_tables()
+        self.state = init_state(layout, config.seed) if state is None else state
+        self.state_t = torch.from_numpy(self.state).to(device)  # on CPU: the same memory as `state`
+        self.device_tables = None if device.type == "cpu" and not torch_kernel else DeviceTables(
+            device, self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, config.seed + rank)
+        self.sg = config.architecture == "skipgram"
+        # Hogwild threads (CPU kernel): each block is split among them, and they update one state
+        self.threads = getattr(config, "threads_per_worker", 1) if self.device_tables is None else 1
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def train(self, ids: np.ndarray, offsets: np.ndarray, alpha_start: float, alpha_end: float,
+              rng_state: np.ndarray, stats: np.ndarray) -> None:
+        """Train on one block of documents; stats (3,) float64 += (loss sum, examples, words kept).
+        rng_state: (threads,) uint64, one LCG state per thread (the torch kernel uses the first)."""
+        c, layout = self.config, self.layout
+        if self.device_tables is None:
+            syn0, syn1neg, syn1 = layout.views(self.state)
+
+            def kernel(part: int, first: int, last: int) -> np.ndarray:
+                part_stats = np.zeros(3)
+                train_block(syn0, syn1neg, syn1, ids[offsets[first]:offsets[last]],
+                            offsets[first:last + 1] - offsets[first], layout.row_offsets, layout.rows, self.keep,
+                            self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, self.sg,
+                            c.negative, c.hs, c.window, alpha_start, alpha_end, rng_state[part:part + 1], self.sig,
+                            self.logsig, part_stats)
+                return part_stats
+
+            if self.pool is None:
+                stats += kernel(0, 0, len(offsets) - 1)
+                return
+            # the threads train equal parts (by words, whole documents) at once, each with its own
+            # random state, all at the block's learning rate (they run side by side)
+            cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], self.threads + 1)).tolist()
+            cuts[0], cuts[-1] = 0, len(offsets) - 1
+            parts = [(k, cuts[k], cuts[k + 1]) for k in range(self.threads) if cuts[k] < cuts[k + 1]]
+            for part_stats in self.pool.map(lambda part: kernel(*part), parts):
+                stats += part_stats
+            return
+        input_offsets, input_rows, targets, kept = make_examples(ids, offsets, self.keep, layout.row_offsets,
+                                                                 layout.rows, self.sg, c.window, rng_state)
+        stats[0] += train_examples(*layout.views(self.state_t), input_offsets, input_rows, targets,
+                                   self.device_tables, c.negative, c.hs, alpha_start, alpha_end, c.gpu_batch)
+        stats[1] += len(targets)
+        stats[2] += kept
+
+    def epoch(self, epoch: int, units: list[Unit], read: Callable[[str, int], tuple[np.ndarray, np.ndarray]],
+              on_block: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, int]:
+        """Train on `units` in order; the learning rate follows the run-wide linear decay by this
+        worker's position in its share. `on_block(words done this epoch)` runs before each block
+        (sync points, progress, fault injection). Returns (stats, words)."""
+        c = self.config
+        share = sum(u[2] for u in units)
+        total = c.epochs * max(share, 1)
+        seed = np.random.SeedSequence((c.seed, epoch, self.rank)).generate_state(self.threads, np.uint64)
+        rng_state = np.array(seed, dtype=np.uint64)  # (threads,) the kernel's LCG states: replayable per epoch
+        stats = np.zeros(3)
+        done = 0
+        for path, group, _ in units:
+            ids, offsets = read(path, group)
+            for first, last in blocks(offsets, c.block_words):
+                on_block(done)
+                block_ids = ids[offsets[first]:offsets[last]]
+                position = epoch * share + done
+                a0 = c.alpha - (c.alpha - c.min_alpha) * position / total
+                a1 = c.alpha - (c.alpha - c.min_alpha) * (position + len(block_ids)) / total
+                self.train(block_ids, offsets[first:last + 1] - offsets[first], a0, a1, rng_state, stats)
+                done += len(block_ids)
+        on_block(done)
+        return stats, done
+
+
+def sync_bounds(share: int, syncs: int) -> list[int]:
+    """Words done at each sync: even fractions of a worker's share, the last one at its end."""
+    return [math.ceil(share * k / syncs) for k in range(1, syncs + 1)]
+
+
+def blocks(offsets: np.ndarray, block_words: int):
+    """(first doc, end doc) ranges of whole documents of about block_words words each."""
+    docs = len(offsets) - 1
+    first = 0
+    while first < docs:
+        last = int(np.searchsorted(offsets, offsets[first] + block_words, side="left"))
+        last = min(max(last, first + 1), docs)
+        yield first, last
+        first = last
+
+
+def read_unit(fs, path: str, group: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (n,) int32, document offsets (docs+1,) int64) of one row group of a tokens file."""
+    with fs.open(path, "rb") as fh:
+        column = pq.ParquetFile(fh).read_row_group(group, columns=["token_ids"]).column(0).combine_chunks()
+    ids = column.values.to_numpy().astype(np.int32, copy=False)
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    ids = ids[offsets[0]:offsets[-1]]
+    offsets = offsets - offsets[0]
+    if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"{path} row group {group}: a word id is outside the vocabulary [0, {vocab_size}); the "
+                         "tokens table and the vocabulary come from different statistics runs")
+    return ids, offsets
