@@ -97,6 +97,7 @@ def test_parquet_without_text_column(tmp_path):
         read_all(CorpusConfig(shards=[str(tmp_path / "p.parquet")]))
 
 
+@pytest.mark.slow
 def test_s3_shards_with_etag_fingerprints(s3_bucket):
     bucket, fs_options, _ = s3_bucket
     fs = s3fs.S3FileSystem(**fs_options)

@@ -16,6 +16,8 @@ from firth.pipelines.statistics.steps import Location, compute_statistics
 from tests.conftest import free_port
 from tests.helpers import SAMPLE
 
+pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
+
 DASK = Path(sys.executable).parent / "dask"
 
 

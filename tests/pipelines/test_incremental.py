@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from firth.pipelines.cli.main import main
@@ -12,6 +13,8 @@ from firth.pipelines.ops.lock import RunLock
 from firth.schemas.aliases import alias_target
 from firth.schemas.store import TableStore
 from tests.helpers import ROOT, SAMPLE_SHARDS
+
+pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
 
 
 def _nightly_config(tmp_path, shards, epochs=2):

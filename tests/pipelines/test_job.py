@@ -31,6 +31,7 @@ def config_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_run_publishes_a_version_then_a_failed_worker_still_publishes_and_a_bad_shard_publishes_nothing(
         config_file, tmp_path, capsys):
     config = load_config(config_file)
@@ -87,6 +88,7 @@ def test_lineage_leaves_out_credentials(tmp_path):
     assert lineage["store"]["uri"] == "s3://b/store" and lineage["corpus"]["shards"] == ["s3://b/c/*"]
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_bad_config_naming_the_key(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("table: t\ncorpus: {shards: [x]}\nmodel: {dimension: 10}\n")

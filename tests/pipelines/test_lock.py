@@ -23,6 +23,7 @@ except LockHeld as e:
 """
 
 
+@pytest.mark.slow
 def test_two_processes_contend_one_gets_the_lock_the_other_exits_naming_it(tmp_path):
     store = str(tmp_path / "store")
     processes = [subprocess.Popen([sys.executable, "-c", CONTENDER, store, f"run-{n}"], cwd=ROOT, text=True,
@@ -55,6 +56,7 @@ def test_an_expired_lock_is_taken_over_and_the_old_holder_cannot_release_the_new
     assert sorted(p.name for p in (tmp_path / "_locks").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_lock_on_s3_uses_conditional_writes(s3_bucket):
     bucket, _, delta_options = s3_bucket
     store = f"s3://{bucket}/store"

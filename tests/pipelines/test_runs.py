@@ -49,6 +49,7 @@ def test_a_block_that_ends_without_publishing_is_a_failure(tmp_path):
     assert RunLog(str(tmp_path)).get(recorder.run_id).outcome == "failed"
 
 
+@pytest.mark.slow
 def test_a_failed_job_run_records_the_statistics_stage_and_the_cli_shows_it(tmp_path, capsys):
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({"table": "broken", "corpus": {"shards": ["missing/*.jsonl"]},
@@ -73,6 +74,7 @@ def test_a_failed_job_run_records_the_statistics_stage_and_the_cli_shows_it(tmp_
     assert "no run '20990101T000000-nothere'" in err and record.run_id in err  # names the latest runs
 
 
+@pytest.mark.slow
 def test_runs_are_listed_oldest_first_across_tables_and_by_table_on_s3(s3_bucket):
     bucket, _, delta_options = s3_bucket
     store = f"s3://{bucket}/store"

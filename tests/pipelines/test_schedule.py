@@ -13,6 +13,7 @@ from firth.pipelines.cron import parse_cron
 from firth.pipelines.ops.schedule import on_calendar, render
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("expression, expected", [
     ("30 2 * * *", "*-*-* 02:30:00 Europe/Berlin"),
     ("*/15 * * * 1-5", "Mon,Tue,Wed,Thu,Fri *-*-* *:00,15,30,45:00 Europe/Berlin"),

@@ -10,6 +10,8 @@ from firth.pipelines.statistics.engines import open_engine
 from firth.pipelines.statistics.steps import Location, compute_statistics
 from tests.helpers import SAMPLE
 
+pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
+
 
 def run_statistics(tmp_path, shards, n_workers, **statistics):
     config = JobConfig.model_validate({

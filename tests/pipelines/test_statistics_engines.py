@@ -19,6 +19,8 @@ from tests.helpers.statistics import (
     worker_pid_unless_killed,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts Dask or Beam worker processes
+
 
 def test_beam_and_dask_write_identical_tables_on_the_sample_corpus(tmp_path):
     shards = [str(SAMPLE / "*.jsonl.gz")]

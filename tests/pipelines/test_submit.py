@@ -125,6 +125,7 @@ def test_a_bad_config_or_address_fails_before_anything_is_submitted(tmp_path, ca
     assert "expected the Ray dashboard URL" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_submit_runs_the_pipeline_on_the_ray_head_and_publishes(ray_head, tiny_config, tmp_path):
     address, token = ray_head
     store = str(tmp_path / "store")
@@ -172,6 +173,7 @@ print(json.dumps([ray_job, [a.job_id for a in actors if a.class_name == "RayTrai
 """
 
 
+@pytest.mark.slow
 def test_a_client_without_the_clusters_token_is_told_where_to_get_it(ray_head, tmp_path):
     address, _ = ray_head
     result = firth_cli("jobs", "status", "any-job", "--address", address, token=None, home=tmp_path)

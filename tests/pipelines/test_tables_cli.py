@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from firth.pipelines.cli.main import main
 from firth.schemas.aliases import move_alias
@@ -40,6 +41,7 @@ def test_read_commands_resolve_refs_and_print_json(local_store, capsys):
     assert "no table 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_from_s3_in_each_format(s3_store, tmp_path, capsys):
     from gensim.models import KeyedVectors
 

@@ -14,6 +14,7 @@ from firth.schemas.fs import filesystem
 from tests.helpers.tables import STORES, publish_with_metrics, word_table
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", STORES)
 def test_aliases_resolve_everywhere_and_keep_their_history(store_fixture, request):
     store = request.getfixturevalue(store_fixture)
@@ -74,6 +75,7 @@ def test_timestamps_resolve_to_the_latest_version_committed_at_or_before(local_s
         at(v0.timestamp - timedelta(seconds=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", STORES)
 def test_concurrent_readers_never_see_a_missing_alias(store_fixture, request):
     store = request.getfixturevalue(store_fixture)

@@ -16,6 +16,8 @@ from firth.schemas.fs import filesystem
 from firth.schemas.retention import collect_garbage
 from tests.helpers.tables import STORES, vectors_of, word_table
 
+pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
+
 PUBLISHER = str(Path(__file__).resolve().parent / "publisher_process.py")
 
 

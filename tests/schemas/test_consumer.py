@@ -87,6 +87,7 @@ def test_open_embeddings_from_a_store_by_ref(tmp_path):
         open_embeddings(str(tmp_path / "store"), "toy@5")
 
 
+@pytest.mark.slow
 def test_consumer_loads_no_engine_or_training_stack(tmp_path):
     store = TableStore(str(tmp_path / "store"))
     store.publish("toy", table(), {})

@@ -26,6 +26,7 @@ def test_polars_reads_a_version_through_delta(two_versions):
     assert np.stack(frame["vector"].to_list()).astype(np.float32).tobytes() == vectors_of(first).tobytes()
 
 
+@pytest.mark.slow
 def test_polars_reads_a_version_on_s3(s3_store):
     import polars as pl
 

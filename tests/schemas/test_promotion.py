@@ -31,6 +31,7 @@ def test_gate_compares_each_metric_within_its_tolerance():
     assert check_gate({}, None, RULES).passed  # an alias that points nowhere takes any version
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", STORES)
 def test_promote_refuses_a_worse_version_unless_forced_then_rolls_back(store_fixture, request):
     store = request.getfixturevalue(store_fixture)

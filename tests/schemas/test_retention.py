@@ -20,6 +20,7 @@ def exists(store, uri: str) -> bool:
     return fs.exists(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", STORES)
 def test_gc_keeps_newest_and_aliased_versions_and_removes_the_rest(store_fixture, request):
     store = request.getfixturevalue(store_fixture)
@@ -80,6 +81,7 @@ def test_gc_cli_reports_what_it_removes(local_store, capsys):
     assert main(["tables", "gc", "t", "--keep", "0", *store]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", STORES)
 def test_gc_removes_orphans_of_failed_publishes_only_after_the_grace_period(store_fixture, request):
     import pyarrow as pa

@@ -28,6 +28,7 @@ def random_embeddings(n: int, dim: int, seed: int) -> tuple[pa.Table, np.ndarray
     return embeddings([f"w{i}" for i in range(n)], vectors), vectors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", ["local_store", "s3_store"])
 def test_publish_then_read_is_identical(store_fixture, request):
     store = request.getfixturevalue(store_fixture)
@@ -39,6 +40,7 @@ def test_publish_then_read_is_identical(store_fixture, request):
     assert store.tables() == ["wiki-glove"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", ["local_store", "s3_store"])
 def test_versions_increment_and_metadata_round_trips(store_fixture, request):
     store = request.getfixturevalue(store_fixture)
@@ -80,6 +82,7 @@ def test_failed_publish_mid_stream_commits_nothing(local_store):
     assert local_store.read("t").equals(check(table, embedding_schema(2)))
 
 
+@pytest.mark.slow
 def test_failed_publish_on_s3_commits_nothing(s3_store):
     table, _ = random_embeddings(4, 2, seed=0)
     s3_store.publish("t", table)
@@ -239,6 +242,7 @@ def test_document_tables_round_trip_sorted_by_document_and_chunk(local_store):
         local_store.publish("docs", documents(["b", "a", "b"], [0, 0, 0], vectors[:3]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", ["local_store", "s3_store"])
 def test_artifacts_are_published_with_their_version(store_fixture, request, tmp_path):
     store = request.getfixturevalue(store_fixture)

@@ -140,6 +140,7 @@ def test_open_atomic_local_failure_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_parquet_round_trip_s3_with_either_option_style(s3_bucket):
     bucket, fs_options, delta_options = s3_bucket
     table = pa.table({"doc_id": ["d1", "d2"], "token_ids": pa.array([[0, 2, 0], []], pa.list_(pa.int32()))})
@@ -149,6 +150,7 @@ def test_parquet_round_trip_s3_with_either_option_style(s3_bucket):
     assert back.schema == TOKENS
 
 
+@pytest.mark.slow
 def test_open_atomic_s3_failure_leaves_no_object(s3_bucket):
     bucket, fs_options, _ = s3_bucket
     options = {**fs_options, "default_block_size": 5 * 2**20}  # S3's smallest part, so 6 MiB starts a multipart upload
@@ -164,6 +166,7 @@ def test_open_atomic_s3_failure_leaves_no_object(s3_bucket):
     assert fs.list_multipart_uploads(bucket) == []  # aborted, not left pending
 
 
+@pytest.mark.slow
 def test_pyarrow_filesystem_reads_what_fsspec_wrote(s3_bucket, tmp_path):
     bucket, _, delta_options = s3_bucket
     fs, path = filesystem(f"s3://{bucket}/a/b.txt", delta_options)

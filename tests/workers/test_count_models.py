@@ -30,6 +30,7 @@ def read_all(folder: Path, schema) -> pa.Table:
     return pa.concat_tables([tables.read_parquet(str(p), schema) for p in sorted(folder.glob("*.parquet"))])
 
 
+@pytest.mark.slow
 def test_subword_statistics_are_hand_counted_and_ppmi_svd_publishes_with_the_tokenizer(tmp_path):
     (tmp_path / "corpus").mkdir()
     with gzip.open(tmp_path / "corpus" / "tiny.jsonl.gz", "wt") as f:
@@ -77,6 +78,7 @@ def test_subword_statistics_are_hand_counted_and_ppmi_svd_publishes_with_the_tok
     assert store.info("tiny-ppmi").metadata["model"] == "ppmi_svd"
 
 
+@pytest.mark.slow
 def test_lsa_publishes_term_vectors_from_the_svd_of_the_tfidf_matrix(tmp_path):
     (tmp_path / "corpus").mkdir()
     shutil.copy(sorted(SAMPLE.glob("*.jsonl.gz"))[0], tmp_path / "corpus")

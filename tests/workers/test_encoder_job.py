@@ -16,6 +16,8 @@ from firth.schemas.store import TableStore
 from firth.workers.encoder.search import open_search
 from tests.helpers import SAMPLE
 
+pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
+
 
 @pytest.fixture
 def encoder_config(tmp_path):

@@ -59,6 +59,7 @@ def test_oov_vector_is_the_mean_of_its_published_ngram_vectors():
 # ---- the job end to end -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fasttext_job_publishes_subwords_and_oov_words_get_vectors(tmp_path, capsys):
     from firth.pipelines.cli.main import main
     from firth.pipelines.config import load_config

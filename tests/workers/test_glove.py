@@ -99,6 +99,7 @@ def test_scan_parts_names_the_problem(tmp_path):
         scan_parts(str(tmp_path), 10, {})
 
 
+@pytest.mark.slow
 def test_scan_parts_lists_s3_files_sorted_with_row_groups(s3_bucket):
     import s3fs
 
@@ -169,6 +170,7 @@ def two_worker_run(ray_session, cooccurrence_dir, tmp_path_factory):
     return train_glove(cooccurrence_dir, VOCAB, CONFIG, checkpoint_uri=str(checkpoints), progress=False), checkpoints
 
 
+@pytest.mark.slow
 def test_two_workers_lower_the_loss_every_epoch(two_worker_run):
     run, checkpoints = two_worker_run
     losses = run.epoch_losses
@@ -183,6 +185,7 @@ def test_two_workers_lower_the_loss_every_epoch(two_worker_run):
     np.testing.assert_array_equal(published_vectors(state[0], VOCAB), run.vectors)
 
 
+@pytest.mark.slow
 def test_fault_restores_from_last_checkpoint(two_worker_run, ray_session, cooccurrence_dir, tmp_path):
     uninterrupted, _ = two_worker_run
     marker = tmp_path / "fault-marker"
@@ -195,6 +198,7 @@ def test_fault_restores_from_last_checkpoint(two_worker_run, ray_session, cooccu
     assert run.epoch_losses == uninterrupted.epoch_losses
 
 
+@pytest.mark.slow
 def test_one_worker_same_seed_gives_identical_vectors(ray_session, cooccurrence_dir, tmp_path):
     config = CONFIG.model_copy(update={"num_workers": 1, "epochs": 2})
     first, second = (train_glove(cooccurrence_dir, VOCAB, config, checkpoint_uri=str(tmp_path / name),

@@ -190,6 +190,7 @@ def test_subsampling_drops_frequent_words_at_the_documented_rate():
     assert abs(stats[2] - expected) < 4 * 42
 
 
+@pytest.mark.slow
 def test_hogwild_threads_train_every_example_once_and_learn_like_one_thread():
     from firth.workers.word2vec.loop import WorkerLoop
 
@@ -246,6 +247,7 @@ def _train(tokens, tmp, name, config=CONFIG, **kw):
                           checkpoint_uri=str(tmp / name), progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_one_worker_same_seed_gives_identical_vectors(ray_session, tokens_dir, tmp_path):
     config = CONFIG.model_copy(update={"num_workers": 1, "epochs": 2})
     first, second = (_train(tokens_dir, tmp_path, name, config) for name in ("a", "b"))
@@ -253,6 +255,7 @@ def test_one_worker_same_seed_gives_identical_vectors(ray_session, tokens_dir, t
     assert first.epoch_losses == second.epoch_losses and first.epoch_losses[1] < first.epoch_losses[0]
 
 
+@pytest.mark.slow
 def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_session, tokens_dir, tmp_path):
     uninterrupted = _train(tokens_dir, tmp_path, "plain")
     losses = uninterrupted.epoch_losses
