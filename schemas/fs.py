@@ -5,10 +5,18 @@ Two option styles exist in the config. Corpus options are fsspec-style (`key`, `
 `AWS_ACCESS_KEY_ID`, ...), so that one set serves both Delta and plain Parquet under the store.
 `filesystem()` accepts either: a mapping whose keys are all UPPER_CASE is object_store-style and
 is translated by `fsspec_options()`; lowercase keys pass to fsspec unchanged.
+
+S3 goes through s3fs, which the pipeline's extras install. The plain `pip install firth` (the
+reader) has no s3fs: there `s3://` falls back to pyarrow's own S3 client behind fsspec's
+ArrowFSWrapper, so the consumer and `firth tables` read (and move aliases) on S3 without
+botocore's ~50 MB. The run lock's conditional create needs s3fs (ops/lock.py).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator, Mapping
@@ -17,6 +25,7 @@ from typing import Any, BinaryIO
 import fsspec
 import pyarrow.fs as pafs
 from fsspec.core import url_to_fs
+from fsspec.implementations.arrow import ArrowFSWrapper
 
 # object_store key (upper case) -> fsspec/s3fs option. Aliases follow object_store's own.
 _TOP_LEVEL = {
@@ -118,7 +127,36 @@ def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tu
     options = dict(storage_options or {})
     if is_object_store_style(options):
         options = fsspec_options(options) if not is_local(str(uri)) else {}
+    if str(uri).startswith("s3://") and not _has_s3fs():
+        return _pyarrow_s3(options), str(uri).removeprefix("s3://").rstrip("/")
     return url_to_fs(str(uri), **options)
+
+
+@functools.cache
+def _has_s3fs() -> bool:
+    try:
+        import s3fs  # noqa: F401  (fsspec would import it for s3:// anyway)
+    except ImportError:
+        return False
+    return True
+
+
+def _pyarrow_s3(options: Mapping[str, Any]) -> fsspec.AbstractFileSystem:
+    """pyarrow's S3 client as an fsspec filesystem, from fsspec-style (s3fs) options."""
+    client = dict(options.get("client_kwargs") or {})
+    unknown = set(options) - {"key", "secret", "token", "anon", "client_kwargs"}
+    unknown |= set(client) - {"endpoint_url", "region_name"}
+    if unknown:
+        raise ValueError(f"storage options {sorted(unknown)}: need s3fs, which this install lacks; "
+                         "install it (pip install s3fs, or 'firth[stats]') or leave them out")
+    # botocore (s3fs) and object_store (deltalake) also take the endpoint and region from the environment
+    endpoint = client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    scheme, _, host = endpoint.partition("://") if endpoint else (None, "", None)
+    return ArrowFSWrapper(pafs.S3FileSystem(
+        access_key=options.get("key"), secret_key=options.get("secret"), session_token=options.get("token"),
+        anonymous=bool(options.get("anon")), region=region,
+        endpoint_override=host or None, scheme=scheme or None))
 
 
 def pyarrow_filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[pafs.FileSystem, str]:
@@ -128,6 +166,8 @@ def pyarrow_filesystem(uri: str, storage_options: Mapping[str, Any] | None = Non
     fs, path = filesystem(uri, storage_options)
     if _fs_is_local(fs):
         return pafs.LocalFileSystem(), path
+    if isinstance(fs, ArrowFSWrapper):  # already pyarrow's: the reader's S3 without s3fs
+        return fs.fs, path
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
@@ -157,7 +197,7 @@ def open_atomic(uri: str, storage_options: Mapping[str, Any] | None = None) -> I
             if fs.exists(tmp):
                 fs.rm(tmp)
             raise
-    else:
+    elif not isinstance(fs, ArrowFSWrapper):
         f = fs.open(path, "wb")
         try:
             yield f
@@ -166,3 +206,7 @@ def open_atomic(uri: str, storage_options: Mapping[str, Any] | None = None) -> I
             f.closed = True  # so close() cannot flush the partial buffer
             raise
         f.close()
+    else:  # pyarrow's S3 client cannot discard an upload: buffer the (small) body, one PUT on success
+        buffer = io.BytesIO()
+        yield buffer
+        fs.pipe_file(path, buffer.getvalue())

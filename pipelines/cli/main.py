@@ -17,6 +17,7 @@ import os
 import sys
 
 from firth.pipelines.cli.common import open_store
+from firth.pipelines.cli.extras import MissingExtra, missing_extra, require
 from firth.pipelines.cli.tables import add_tables_commands
 from firth.pipelines.config import ConfigError, load_config
 
@@ -29,6 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     try:
         return args.command(args)
+    except ModuleNotFoundError as e:
+        explained = missing_extra(e)
+        if explained is None:
+            raise
+        print(f"firth: error: {explained}", file=sys.stderr)
+        return 2
+    except MissingExtra as e:
+        print(f"firth: error: {e}", file=sys.stderr)
+        return 2
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
         # Errors a user can cause carry their own explanation; a traceback would bury it.
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -77,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     config = load_config(args.config, store=args.store)
+    encoder = not getattr(config.model, "needs_statistics", True)
+    require("firth run", "stats", "train", *(["encoder"] if encoder else []))
     if args.incremental:
         return _run_incremental(args, config)
     from firth.pipelines.job import run
@@ -148,6 +160,7 @@ def _neighbors(args) -> int:
 
 
 def _search(args) -> int:
+    require("firth search", "train", "encoder")
     from firth.workers.encoder.search import open_search  # torch and transformers load only for this command
 
     store = open_store(args)
