@@ -24,7 +24,7 @@ def require(what: str, *extras: str) -> None:
     missing = {extra: absent for extra in extras
                if (absent := [m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None])}
     if missing:
-        modules = ", ".join(m for absent in missing.values() for m in absent)
+        modules = ", ".join(dict.fromkeys(m for absent in missing.values() for m in absent))
         raise MissingExtra(f"{what} needs the extra{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                            f"(not installed: {modules}): pip install 'firth[{','.join(missing)}]'")
 
