@@ -84,6 +84,15 @@ def s3_store(s3_bucket):
     return TableStore(f"s3://{bucket}/stores/main", delta_options)
 
 
+@pytest.fixture
+def no_ray():
+    """No Ray initialised in this process, as in a fresh `firth run` (an earlier test may have left one)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     """A fresh local Ray on 127.0.0.1 for a module's training tests (a job test earlier in the

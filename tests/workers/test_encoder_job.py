@@ -36,7 +36,7 @@ def encoder_config(tmp_path):
 
 
 def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_a_document(
-        encoder_config, tmp_path, capsys, monkeypatch):
+        encoder_config, tmp_path, capsys, monkeypatch, no_ray):
     monkeypatch.setenv("FIRTH_CACHE", str(tmp_path / "cache"))
     config = load_config(encoder_config)
     marker = tmp_path / "fault"
