@@ -39,13 +39,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from firth.pipelines.statistics import kernels
+from benchmarks.results import save
 from firth.pipelines.config import JobConfig
 from firth.pipelines.corpus.shards import ShardReport, iter_documents, list_shards
-from firth.pipelines.statistics.engines import open_engine
-from firth.pipelines.statistics.steps import (Location, _RunSink, _tfidf_table, _tokens_table, compute_statistics, count_shard,
-                                  merge_bucket)
 from firth.pipelines.corpus.tokenize import Tokenizer
+from firth.pipelines.statistics import kernels
+from firth.pipelines.statistics.engines import open_engine
+from firth.pipelines.statistics.steps import (
+    Location,
+    _RunSink,
+    _tfidf_table,
+    _tokens_table,
+    compute_statistics,
+    count_shard,
+    merge_bucket,
+)
 from firth.schemas import tables
 
 
@@ -313,6 +321,7 @@ def budget_probe(ids_path: str, vocab_size: int, memory_mb: float, fan_in: int, 
 def budget_scan(shard_glob: str, budgets: list[float]) -> list[dict]:
     """Peak memory of co-occurrence counting and merging over 4 shards (all words: min_count 1) per budget."""
     import multiprocessing
+
     from benchmarks import statistics_bench as steps
 
     config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [shard_glob]}})
@@ -373,6 +382,7 @@ def main() -> None:
     report["load_average_at_end"] = os.getloadavg()
     print_table(report)
     print(json.dumps(report, indent=1))
+    save("statistics_bench", report)
 
 
 def print_table(report: dict) -> None:

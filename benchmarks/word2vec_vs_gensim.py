@@ -39,6 +39,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
+from benchmarks.results import save  # noqa: E402
+
 SETTINGS = dict(dim=100, window=5, negative=5, hs=False, sample=1e-3, epochs=5, alpha=0.025, min_alpha=0.0001)
 FASTTEXT = dict(min_n=3, max_n=6, buckets=2_000_000)
 EVAL_FILES = ("wordsim353.tsv", "questions-words.txt")
@@ -71,9 +73,10 @@ def evaluation(tokens: list[str], vectors: np.ndarray, data: str | None) -> dict
 
 def compute_statistics(corpus: str, folder: str) -> None:
     from firth.pipelines.config import JobConfig
-    from firth.pipelines.statistics.engines import open_engine
     from firth.pipelines.corpus.shards import list_shards
-    from firth.pipelines.statistics.steps import Location, compute_statistics as run
+    from firth.pipelines.statistics.engines import open_engine
+    from firth.pipelines.statistics.steps import Location
+    from firth.pipelines.statistics.steps import compute_statistics as run
 
     config = JobConfig.model_validate({"table": "bench", "corpus": {"shards": [f"{corpus.rstrip('/')}/*.jsonl.gz"]},
                                        "statistics": {"n_workers": 2, "min_count": 5, "window": 5},
@@ -128,8 +131,9 @@ def run_firth(model: str, tokens, counts, files, workers: int, threads: int, dat
 
 
 def run_gensim(model: str, corpus: list[list[str]], words: int, workers: int) -> dict:
-    from benchmarks.glove_bench import PeakMemory
     from gensim.models import FastText, Word2Vec
+
+    from benchmarks.glove_bench import PeakMemory
 
     args = dict(vector_size=SETTINGS["dim"], window=SETTINGS["window"], negative=SETTINGS["negative"], hs=0,
                 sample=SETTINGS["sample"], alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"], min_count=1,
@@ -153,8 +157,8 @@ def run_device(tokens, counts, files, device: str, data: str | None, batch: int,
     the numba kernel (one thread) through the same loop, its reference on CPU."""
     import torch
 
-    from firth.workers.word2vec.model import make_layout, word_vectors
     from firth.workers.word2vec.loop import WorkerLoop, read_unit
+    from firth.workers.word2vec.model import make_layout, word_vectors
 
     class LocalFiles:
         def open(self, path, mode):
@@ -232,11 +236,14 @@ def main() -> None:
                                                                  args.batch, not args.numba), None)
         return
     corpus = None if args.skip_gensim else sentences(tokens, files)
+    figures = {"words": words, "vocabulary": len(tokens), "settings": SETTINGS, "models": {}}
     for model in args.models.split(","):
         threads = args.threads or max(1, args.workers // args.firth_workers)
         firth = run_firth(model, tokens, counts, files, args.firth_workers, threads, args.data, args.sync, args.syncs)
         gensim = None if args.skip_gensim else run_gensim(model, corpus, words, args.workers)
         show({"sg": "skip-gram", "cbow": "CBOW", "fasttext": "fastText (skip-gram)"}[model], firth, gensim)
+        figures["models"][model] = {"firth": firth, "gensim": gensim}
+    save("word2vec_vs_gensim", figures)
     if temporary:
         shutil.rmtree(temporary)
 
