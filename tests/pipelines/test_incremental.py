@@ -6,37 +6,31 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from firth.pipelines.cli.main import main
 from firth.pipelines.ops.lock import RunLock
 from firth.schemas.aliases import alias_target
 from firth.schemas.store import TableStore
-from tests.helpers import ROOT, SAMPLE_SHARDS
+from tests.helpers import ROOT, SAMPLE_SHARDS, write_job
 
 pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
 
 
 def _nightly_config(tmp_path, shards, epochs=2):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for shard in shards:
-        shutil.copy(shard, corpus)
-    config = tmp_path / "nightly.yaml"
-    config.write_text(yaml.safe_dump({
+    config = write_job(tmp_path, {
         # min_count 1: a new shard cannot drop an old shard's words from the vocabulary, so the
         # old shards' cached counts stay valid (see pipelines/statistics/shard_cache.py)
-        "table": "nightly", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
+        "table": "nightly",
         "statistics": {"n_workers": 1, "min_count": 1, "window": 3, "n_buckets": 2},
         "model": {"dim": 8, "epochs": epochs, "num_workers": 1, "x_max": 10},
         # any version may replace the holder: this test is about the run, not the gate
-        "promotion": {"rules": [{"metric": "final_loss", "higher_is_better": False, "tolerance": 1e9}]},
-        "store": {"uri": str(tmp_path / "store")}}))
-    return config, corpus, str(tmp_path / "store")
+        "promotion": {"rules": [{"metric": "final_loss", "higher_is_better": False, "tolerance": 1e9}]}},
+        shards=shards, name="nightly.yaml")
+    return config, tmp_path / "corpus", str(tmp_path / "store")
 
 
 def test_an_added_shard_is_the_only_one_counted_and_a_held_lock_turns_a_second_run_away(tmp_path, capsys):
-    config, corpus, store_uri = _nightly_config(tmp_path, SAMPLE_SHARDS[:2])
+    config, corpus, store_uri = _nightly_config(tmp_path, 2)
 
     assert main(["run", str(config), "--incremental"]) == 0
     first = capsys.readouterr().out
@@ -61,7 +55,7 @@ def test_an_added_shard_is_the_only_one_counted_and_a_held_lock_turns_a_second_r
 def test_two_concurrent_nightly_runs_one_publishes_the_other_exits_with_the_lock_message(tmp_path):
     """Two real `firth run --incremental` processes on one table: the second starts while the first
     holds the lock (it appears in the store), exits 3 naming the holder, and leaves no trace."""
-    config, _, store_uri = _nightly_config(tmp_path, SAMPLE_SHARDS[:2], epochs=20)
+    config, _, store_uri = _nightly_config(tmp_path, 2, epochs=20)
     lock = Path(store_uri) / "_locks" / "nightly.lock"
 
     def firth_run():

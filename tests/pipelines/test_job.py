@@ -1,6 +1,5 @@
 """End to end: corpus → Dask statistics → Ray Train GloVe → evaluation → table version, and the CLI."""
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +12,14 @@ from firth.pipelines.corpus.shards import CorpusError
 from firth.pipelines.job import run
 from firth.schemas.consumer import open_embeddings
 from firth.schemas.store import TableStore
-from tests.helpers import SAMPLE
+from tests.helpers import write_job
 
 
 @pytest.fixture
 def config_file(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for shard in sorted(SAMPLE.glob("*.jsonl.gz"))[:2]:
-        shutil.copy(shard, corpus)
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({
-        "table": "tiny", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
-        "statistics": {"n_workers": 2, "min_count": 5, "window": 5, "n_buckets": 4},
-        "model": {"dim": 16, "epochs": 3, "num_workers": 2, "x_max": 10},
-        "store": {"uri": str(tmp_path / "store")}}))
-    return path
+    return write_job(tmp_path, {
+        "table": "tiny", "statistics": {"n_workers": 2, "min_count": 5, "window": 5, "n_buckets": 4},
+        "model": {"dim": 16, "epochs": 3, "num_workers": 2, "x_max": 10}}, shards=2)
 
 
 @pytest.mark.slow

@@ -2,13 +2,13 @@
 import json
 
 import pytest
-import yaml
 
 from firth.pipelines.cli.main import main
 from firth.pipelines.config import load_config
 from firth.pipelines.corpus.shards import CorpusError
 from firth.pipelines.job import _stage, run
 from firth.pipelines.ops.run_records import RunLog, RunRecorder
+from tests.helpers import write_job
 
 
 def test_a_recorder_writes_running_then_succeeded_with_the_stage_timings(tmp_path):
@@ -51,9 +51,7 @@ def test_a_block_that_ends_without_publishing_is_a_failure(tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_job_run_records_the_statistics_stage_and_the_cli_shows_it(tmp_path, capsys):
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({"table": "broken", "corpus": {"shards": ["missing/*.jsonl"]},
-                                    "store": {"uri": str(tmp_path / "store")}}))
+    path = write_job(tmp_path, {"table": "broken", "corpus": {"shards": ["missing/*.jsonl"]}})
     config = load_config(path)
     with pytest.raises(CorpusError, match="matches no file"):
         run(config)

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from firth.pipelines.cli.main import main
 from firth.pipelines.config import ConfigError
@@ -19,7 +18,7 @@ from firth.pipelines.ops import submit
 from firth.pipelines.ops.run_records import RunLog
 from firth.schemas.store import TableStore
 from tests.conftest import free_port
-from tests.helpers import ROOT, SAMPLE
+from tests.helpers import ROOT, SAMPLE, write_job
 
 RAY = Path(sys.executable).parent / "ray"
 # every port `ray start` would otherwise take at a fixed default, so heads of other users never clash
@@ -84,16 +83,12 @@ def firth_cli(*args: str, token: str | None, home: Path | None = None) -> subpro
 def tiny_config(tmp_path):
     """A tiny variant of examples/sample.yaml: one shard, small dim, few epochs, one training worker."""
     folder = tmp_path / "job"
-    (folder / "sample-corpus").mkdir(parents=True)
-    shutil.copy(sorted(SAMPLE.glob("*.jsonl.gz"))[0], folder / "sample-corpus")
-    (folder / "firth-store").mkdir()  # a store beside the config is never shipped
+    (folder / "firth-store").mkdir(parents=True)  # a store beside the config is never shipped
     (folder / "firth-store" / "big.bin").write_bytes(b"x")
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump({
-        "table": "tiny-submit", "corpus": {"shards": ["sample-corpus/*.jsonl.gz"]},
-        "statistics": {"n_workers": 1, "min_count": 5, "window": 5, "n_buckets": 2},
+    path = write_job(folder, {
+        "table": "tiny-submit", "statistics": {"n_workers": 1, "min_count": 5, "window": 5, "n_buckets": 2},
         "model": {"dim": 8, "epochs": 2, "num_workers": 1, "x_max": 10},
-        "evaluation": {"enabled": False}}))
+        "evaluation": {"enabled": False}}, shards=1, name="tiny.yaml")
     return path
 
 

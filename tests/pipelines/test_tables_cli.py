@@ -10,6 +10,7 @@ import pytest
 
 from firth.pipelines.cli.main import main
 from firth.schemas.aliases import move_alias
+from tests.helpers import write_job
 from tests.helpers.tables import vectors_of, word_table
 
 
@@ -59,9 +60,5 @@ def test_export_from_s3_in_each_format(s3_store, tmp_path, capsys):
 
 
 def write_config(tmp_path, store):
-    import yaml
-
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({"table": "t", "corpus": {"shards": ["x.txt"]},
-                                    "store": {"uri": store.uri, "storage_options": store.storage_options}}))
-    return path
+    return write_job(tmp_path, {"table": "t", "corpus": {"shards": ["x.txt"]},
+                                "store": {"uri": store.uri, "storage_options": store.storage_options}})

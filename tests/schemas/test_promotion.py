@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 
 import pytest
-import yaml
 
 from firth.pipelines.cli.main import main
 from firth.pipelines.config import GateRuleConfig, PromotionConfig, load_config
 from firth.schemas.aliases import read_alias
 from firth.schemas.promotion import GateRefused, Rule, check_gate, promote, rollback
+from tests.helpers import write_job
 from tests.helpers.tables import STORES, publish_with_metrics
 
 RULES = [Rule("wordsim353_spearman", higher_is_better=True, tolerance=0.01),
@@ -58,9 +58,8 @@ def test_cli_promote_uses_the_config_rules(local_store, tmp_path, capsys):
     assert main(["tables", "promote", "t@1", "--alias", "production", *store]) == 2
     assert "refused to point t@production at version 1" in capsys.readouterr().err
 
-    config = tmp_path / "job.yaml"
-    config.write_text(yaml.safe_dump({"table": "t", "corpus": {"shards": ["x.txt"]}, "promotion": {
-        "rules": [{"metric": "wordsim353_spearman", "tolerance": 0.1}], "keep_versions": 3}}))
+    config = write_job(tmp_path, {"table": "t", "corpus": {"shards": ["x.txt"]}, "promotion": {
+        "rules": [{"metric": "wordsim353_spearman", "tolerance": 0.1}], "keep_versions": 3}})
     assert load_config(config).promotion == PromotionConfig(
         rules=[GateRuleConfig(metric="wordsim353_spearman", tolerance=0.1)], keep_versions=3)
     assert main(["tables", "promote", "t@1", "--alias", "production", "--config", str(config), *store, "--json"]) == 0

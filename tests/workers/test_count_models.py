@@ -2,13 +2,11 @@
 a published word table, read back through the consumer API; subword statistics and their tokenizer file."""
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-import yaml
 
 from firth.pipelines.config import load_config
 from firth.pipelines.job import run
@@ -17,13 +15,7 @@ from firth.schemas.consumer import open_embeddings
 from firth.schemas.store import TableStore
 from firth.workers.count import ppmi
 from firth.workers.count.train import term_document_matrix
-from tests.helpers import SAMPLE
-
-
-def write_config(tmp_path, **sections) -> Path:
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({"store": {"uri": str(tmp_path / "store")}, **sections}))
-    return path
+from tests.helpers import write_job
 
 
 def read_all(folder: Path, schema) -> pa.Table:
@@ -35,7 +27,7 @@ def test_subword_statistics_are_hand_counted_and_ppmi_svd_publishes_with_the_tok
     (tmp_path / "corpus").mkdir()
     with gzip.open(tmp_path / "corpus" / "tiny.jsonl.gz", "wt") as f:
         f.write(json.dumps({"id": "d1", "text": "ab ba"}) + "\n" + json.dumps({"id": "d2", "text": "AAB"}) + "\n")
-    config = load_config(write_config(
+    config = load_config(write_job(
         tmp_path, table="tiny-ppmi", corpus={"shards": ["corpus/*.jsonl.gz"]},
         # vocab_size 5 = [UNK] + {a, b, ##a, ##b}: every letter is one unit, so counts can be done by hand
         tokenizer={"kind": "wordpiece", "vocab_size": 5, "min_frequency": 1},
@@ -80,10 +72,8 @@ def test_subword_statistics_are_hand_counted_and_ppmi_svd_publishes_with_the_tok
 
 @pytest.mark.slow
 def test_lsa_publishes_term_vectors_from_the_svd_of_the_tfidf_matrix(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    shutil.copy(sorted(SAMPLE.glob("*.jsonl.gz"))[0], tmp_path / "corpus")
-    config = load_config(write_config(
-        tmp_path, table="tiny-lsa", corpus={"shards": ["corpus/*.jsonl.gz"]},
+    config = load_config(write_job(
+        tmp_path, shards=1, table="tiny-lsa",
         statistics={"n_workers": 1, "min_count": 3, "window": 5, "n_buckets": 2},
         model={"model": "lsa", "dim": 8, "eigenvalue_weighting": 1.0, "solver": "arpack"}))
     run(config)
@@ -126,14 +116,14 @@ def test_term_document_matrix_has_one_column_per_document_in_shard_order(tmp_pat
 
 
 def test_config_tells_the_count_models_and_tokenizer_kinds_apart_and_names_bad_keys(tmp_path):
-    config = load_config(write_config(tmp_path, table="t", corpus={"shards": ["c.txt"]},
-                                      tokenizer={"kind": "bpe", "vocab_size": 800},
-                                      model={"model": "ppmi_svd", "shift": 5}))
+    config = load_config(write_job(tmp_path, table="t", corpus={"shards": ["c.txt"]},
+                                   tokenizer={"kind": "bpe", "vocab_size": 800},
+                                   model={"model": "ppmi_svd", "shift": 5}))
     assert (config.model.model, config.model.context_smoothing, config.model.shift, config.model.dim,
             config.model.eigenvalue_weighting) == ("ppmi_svd", 0.75, 5.0, 100, 0.5)
     assert config.tokenizer.kind == "bpe" and config.checkpoint_uri.endswith("_checkpoints/t")
-    lsa = load_config(write_config(tmp_path, table="t", corpus={"shards": ["c.txt"]}, model={"model": "lsa"}))
+    lsa = load_config(write_job(tmp_path, table="t", corpus={"shards": ["c.txt"]}, model={"model": "lsa"}))
     assert lsa.model.eigenvalue_weighting == 0.5 and lsa.model.dim == 100
     with pytest.raises(ValueError, match=r"model.alpha: unknown key; allowed here: .*context_smoothing"):
-        load_config(write_config(tmp_path, table="t", corpus={"shards": ["c.txt"]},
-                                 model={"model": "ppmi_svd", "alpha": 0.75}))
+        load_config(write_job(tmp_path, table="t", corpus={"shards": ["c.txt"]},
+                              model={"model": "ppmi_svd", "alpha": 0.75}))

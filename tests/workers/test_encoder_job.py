@@ -2,37 +2,30 @@
 a worker failure restored from its checkpoint, Ray batch embedding) publishes a document table
 with its model; `firth search` finds a document by its own text."""
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from firth.pipelines.cli.main import main
 from firth.pipelines.config import load_config
 from firth.pipelines.job import run
 from firth.schemas.store import TableStore
 from firth.workers.encoder.search import open_search
-from tests.helpers import SAMPLE
+from tests.helpers import write_job
 
 pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
 
 
 @pytest.fixture
 def encoder_config(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(sorted(SAMPLE.glob("*.jsonl.gz"))[0], corpus)
-    path = tmp_path / "encoder.yaml"
-    path.write_text(yaml.safe_dump({
-        "table": "docs", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
+    return write_job(tmp_path, {
+        "table": "docs",
         "model": {"model": "encoder", "checkpoint": None, "layers": 2, "heads": 2, "hidden_size": 32,
                   "intermediate_size": 64, "vocab_size": 500, "max_length": 64, "mlm_epochs": 1, "epochs": 1,
                   "mlm_documents": 64, "max_pairs": 64, "batch_size": 8, "learning_rate": 1e-3,
-                  "holdout_fraction": 0.2, "eval_documents": 20, "num_workers": 2, "embed_workers": 1},
-        "store": {"uri": str(tmp_path / "store")}}))
-    return path
+                  "holdout_fraction": 0.2, "eval_documents": 20, "num_workers": 2, "embed_workers": 1}},
+        shards=1, name="encoder.yaml")
 
 
 def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_a_document(

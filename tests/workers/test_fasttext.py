@@ -2,16 +2,14 @@
 a published fastText table whose OOV lookup works through the consumer and the CLI."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from firth.schemas.subwords import bucket_hashes, ngrams, oov_vector, word_buckets
 from firth.workers.word2vec.model import init_state, make_layout, word_vectors
-from tests.helpers import SAMPLE
+from tests.helpers import write_job
 
 
 def test_ngrams_with_boundary_markers():
@@ -67,18 +65,11 @@ def test_fasttext_job_publishes_subwords_and_oov_words_get_vectors(tmp_path, cap
     from firth.schemas.consumer import open_embeddings
     from firth.schemas.store import TableStore
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(sorted(SAMPLE.glob("*.jsonl.gz"))[0], corpus)
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({
-        "table": "ft", "corpus": {"shards": ["corpus/*.jsonl.gz"]},
-        "statistics": {"n_workers": 1, "min_count": 5, "window": 2, "n_buckets": 2},
+    config = load_config(write_job(tmp_path, {
+        "table": "ft", "statistics": {"n_workers": 1, "min_count": 5, "window": 2, "n_buckets": 2},
         "model": {"model": "fasttext", "dim": 8, "epochs": 2, "num_workers": 2, "min_n": 3, "max_n": 4,
                   "buckets": 2_000_000},
-        "evaluation": {"enabled": False},
-        "store": {"uri": str(tmp_path / "store")}}))
-    config = load_config(path)
+        "evaluation": {"enabled": False}}, shards=1))
     published = run(config)
     store = TableStore(config.store.uri)
     info = store.info("ft", published.version)
