@@ -26,7 +26,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -34,6 +33,7 @@ from deltalake import DeltaTable
 from firth.schemas.aliases import list_aliases
 from firth.schemas.errors import StoreError
 from firth.schemas.fs import filesystem, join, open_atomic
+from firth.schemas.paths import ARTIFACTS_DIR, artifact_folder, inside
 
 if TYPE_CHECKING:
     from firth.schemas.store import TableStore
@@ -95,14 +95,14 @@ def plan_gc(store: "TableStore", name: str, keep: int = 10, orphan_grace_hours: 
         named_by_collected |= {f.uri for f in version_files}
         files |= {f.uri: f for f in version_files if f.uri not in kept_files}
     by_version = {v.version: v for v in versions}
-    artifacts = [join(uri, "_artifacts", by_version[v].publish_id) for v in collected
-                 if by_version[v].artifacts and by_version[v].publish_id]
+    artifacts = [artifact_folder(uri, by_version[v].publish_id, f"gc {name!r}: version {v}'s commit")
+                 for v in collected if by_version[v].artifacts]
     cutoff = datetime.now(timezone.utc) - timedelta(hours=orphan_grace_hours)
     named = kept_files | named_by_collected
     orphans = [entry for entry, modified in _table_entries(store, uri, "")
                if entry.endswith(".parquet") and entry not in named and modified < cutoff]
     publish_ids = {v.publish_id for v in versions}
-    orphans += [entry for entry, _ in _table_entries(store, uri, "_artifacts")
+    orphans += [entry for entry, _ in _table_entries(store, uri, ARTIFACTS_DIR)
                 if entry.rsplit("/", 1)[-1] not in publish_ids and _newest_under(store, entry) < cutoff]
     return GcPlan(name, kept, collected, sorted(files.values(), key=lambda f: f.uri), artifacts, sorted(orphans))
 
@@ -181,4 +181,5 @@ def _data_files(store: "TableStore", uri: str, version: int) -> list[DataFile]:
     actions = pa.table(dt.get_add_actions(flatten=True))  # arro3 -> pyarrow via the Arrow C interface
     paths = actions.column("path").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
-    return [DataFile(join(uri, unquote(p)), int(s)) for p, s in zip(paths, sizes)]
+    what = f"table {uri}, version {version}: data file"
+    return [DataFile(inside(uri, p, what, encoded=True), int(s)) for p, s in zip(paths, sizes)]

@@ -1,0 +1,180 @@
+"""How one publish becomes exactly one table version, under any number of concurrent publishers.
+
+1. The publish writes its own data files, `part-<publish id>-<n>.parquet`, in the table folder.
+   Nothing references them yet: a failure or a kill here leaves orphans, which gc removes after
+   its grace period (schemas/retention.py).
+2. It commits one Delta transaction built on the version it read: *add* its files and *remove*
+   every file of that version (for a new table: create it with its files). The commit is made with
+   `max_commit_retries=0`, so Delta writes it as version read + 1 with a conditional put (local:
+   an atomic rename that refuses to replace; S3: If-None-Match) or not at all. deltalake never
+   rebases it onto a newer version: its own retry of an overwrite once committed a table-creating
+   publish that lost the race on top of the winner, without removing the winner's files.
+3. A commit that loses the race changes nothing; the publish reads the new latest version and
+   commits the same files again, with a short random back-off, up to COMMIT_ATTEMPTS times. Every
+   retry is a whole, fresh transaction, so the version it makes holds its rows and nothing else.
+4. Before declaring success it reads the commit back and checks that it carries its publish id.
+
+A publish that gives up removes its own data files (no commit names them) and says which version
+it read last and how many others committed meanwhile. The row count goes into the commit
+(`firth.rows`), where every reader checks it (firth.schemas.delta_format.verify_version).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+
+from firth.schemas.delta_format import CheckedBatches
+from firth.schemas.errors import StoreError
+from firth.schemas.fs import join, pyarrow_filesystem
+
+COMMIT_ATTEMPTS = 10
+READ_VERSION_KEY, ROWS_KEY, ATTEMPT_KEY = "firth.read_version", "firth.rows", "firth.attempt"
+_ROW_GROUP_BYTES = 64 << 20  # Arrow bytes buffered per Parquet row group
+_ROW_GROUPS_PER_FILE = 8  # so a data file holds about 512 MiB of Arrow data
+# Keep the commit log (and so time travel to every version) for a century instead of Delta's
+# 30-day default, after which a checkpoint would clean old commits away.
+TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 36500 days"}
+
+
+@dataclass
+class DataFiles:
+    """The Parquet files one publish wrote, not yet named by any commit."""
+
+    adds: list[AddAction]
+    rows: int
+
+
+def write_data_files(uri: str, storage_options: Mapping[str, str], publish_id: str, source: CheckedBatches) -> DataFiles:
+    """Stream `source` into `part-<publish_id>-<n>.parquet` files under the table folder `uri`.
+
+    A bad batch raises before any commit; the files written so far are then removed."""
+    fs, root = pyarrow_filesystem(uri, storage_options)
+    fs.create_dir(root, recursive=True)  # local folders; a no-op on object stores
+    files = DataFiles([], 0)
+    pending: list[pa.RecordBatch] = []
+    writer, name, groups, rows = None, "", 0, 0
+
+    def flush(close: bool) -> None:
+        nonlocal writer, name, groups, rows
+        if pending:
+            if writer is None:
+                name = f"part-{publish_id}-{len(files.adds):05d}.parquet"
+                writer = pq.ParquetWriter(f"{root}/{name}", source.delta_schema, filesystem=fs)
+            chunk = pa.Table.from_batches(pending, source.delta_schema)
+            writer.write_table(chunk, row_group_size=chunk.num_rows)
+            rows, groups = rows + chunk.num_rows, groups + 1
+            pending.clear()
+        if writer is not None and (close or groups >= _ROW_GROUPS_PER_FILE):
+            writer.close()
+            size = fs.get_file_info(f"{root}/{name}").size
+            files.adds.append(AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps({"numRecords": rows})))
+            files.rows += rows
+            writer, groups, rows = None, 0, 0
+
+    try:
+        buffered = 0
+        for batch in source.reader():
+            pending.append(batch)
+            buffered += batch.nbytes
+            if buffered >= _ROW_GROUP_BYTES:
+                flush(close=False)
+                buffered = 0
+        flush(close=True)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        remove_data_files(uri, storage_options, [a.path for a in files.adds] + ([name] if name else []))
+        raise
+    return files
+
+
+def remove_data_files(uri: str, storage_options: Mapping[str, str], names: list[str]) -> None:
+    """Delete data files of a publish that committed nothing (best effort: gc sweeps what stays)."""
+    fs, root = pyarrow_filesystem(uri, storage_options)
+    for name in names:
+        try:
+            fs.delete_file(f"{root}/{name}")
+        except (FileNotFoundError, OSError):
+            pass
+
+
+def commit(name: str, uri: str, storage_options: Mapping[str, str], schema: pa.Schema, files: DataFiles,
+           custom_metadata: Mapping[str, str], committed_version: Callable[[], int | None]) -> int:
+    """Commit `files` as the next version of the table at `uri` (created if need be); return it.
+
+    `committed_version()` finds this publish's commit by its publish id (after an error whose
+    outcome is unknown, e.g. a lost response to a put that landed)."""
+    options = dict(storage_options) or None
+    delta_schema = DeltaSchema.from_arrow(schema)
+    others, read_version = 0, None
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        metadata = {**custom_metadata, ROWS_KEY: str(files.rows), ATTEMPT_KEY: str(attempt)}
+        try:
+            try:
+                table = DeltaTable(uri, storage_options=options)
+            except TableNotFoundError:
+                read_version = None
+                create_table_with_add_actions(
+                    uri, delta_schema, files.adds, mode="error", configuration=TABLE_CONFIGURATION,
+                    storage_options=options,
+                    commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0))
+            else:
+                read_version = table.version()
+                _check_same_columns(name, uri, table, schema)
+                actions = [*files.adds, *_remove_all(table)]
+                table.create_write_transaction(actions, "append", delta_schema, commit_properties=CommitProperties(
+                    custom_metadata={**metadata, READ_VERSION_KEY: str(read_version)}, max_commit_retries=0))
+        except StoreError:
+            raise
+        except Exception as e:
+            version = committed_version()
+            if version is not None:  # the commit landed, though the call reported otherwise
+                return version
+            if not _lost_commit_race(e):
+                raise StoreError(f"publish {name!r} to {uri} failed (read version {read_version}); no new version "
+                                 f"was committed: {e}") from e
+            others += 1
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # let the winners' commits land
+            continue
+        version = 0 if read_version is None else read_version + 1
+        if committed_version() != version:
+            raise StoreError(f"publish {name!r} to {uri}: committed as version {version}, but that version's "
+                             "commit does not carry this publish's id; do not trust it - report this")
+        return version
+    remove_data_files(uri, storage_options, [a.path for a in files.adds])
+    raise StoreError(f"publish {name!r} to {uri}: {COMMIT_ATTEMPTS} commits in a row lost the race to other "
+                     f"publishers (another publish committed first each time; last version read: {read_version}); "
+                     "nothing was published and this publish's data files were removed - publish again")
+
+
+def _remove_all(table: DeltaTable) -> list[RemoveAction]:
+    """Remove actions for every data file of the version `table` has loaded."""
+    files = pa.table(table.get_add_actions(flatten=True))  # arro3 -> pyarrow via the Arrow C interface
+    now = int(time.time() * 1000)
+    return [RemoveAction(path, True, now, size)
+            for path, size in zip(files.column("path").to_pylist(), files.column("size_bytes").to_pylist())]
+
+
+def _check_same_columns(name: str, uri: str, table: DeltaTable, schema: pa.Schema) -> None:
+    """A word table cannot become a document table (and back) under the same name."""
+    stored = pa.schema(table.schema().to_arrow()).names
+    if stored != schema.names:
+        raise StoreError(f"publish {name!r} to {uri}: the table has columns {stored}, this publish has "
+                         f"{schema.names}; a table keeps its kind (word or document table) - publish under "
+                         "another name")
+
+
+def _lost_commit_race(error: Exception) -> bool:
+    """Delta refused the commit because another writer committed that version (or created the table) first."""
+    return isinstance(error, CommitFailedError) or (isinstance(error, DeltaError)
+                                                     and "already exists" in str(error).lower())
