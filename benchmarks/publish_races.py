@@ -131,8 +131,8 @@ def start_moto() -> tuple[subprocess.Popen, str, dict[str, str]]:
                "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
     import s3fs
 
-    s3fs.S3FileSystem(key="bench", secret="bench", client_kwargs={
-        "endpoint_url": options["AWS_ENDPOINT_URL"], "region_name": "us-west-2"}).mkdir("bench", region_name="us-west-2")
+    client = {"endpoint_url": options["AWS_ENDPOINT_URL"], "region_name": "us-west-2"}
+    s3fs.S3FileSystem(key="bench", secret="bench", client_kwargs=client).mkdir("bench", region_name="us-west-2")
     return process, "s3://bench/store", options
 
 

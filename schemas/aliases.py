@@ -98,14 +98,16 @@ def read_alias(store: "TableStore", table: str, alias: str) -> Alias | None:
         data = json.loads(fs.cat_file(path))
         history = tuple(AliasMove.from_json(m) for m in data.get("history", []))
         record = Alias(table, alias, data["version"], history)
-        moves = [record.version, *(m.version for m in history), *(m.previous for m in history if m.previous is not None)]
-        if not all(type(v) is int and v >= 0 for v in moves) or not {m.action for m in history} <= set(ACTIONS):
+        versions = [record.version, *(m.version for m in history)]
+        versions += [m.previous for m in history if m.previous is not None]
+        if not all(type(v) is int and v >= 0 for v in versions) or any(m.action not in ACTIONS for m in history):
             raise ValueError("versions must be non-negative integers and actions one of " + ", ".join(ACTIONS))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise StoreError(f"alias {table}@{alias}: {uri} is not an alias record ({type(e).__name__}: {e}); "
-                         f"remove that file and set the alias again (`firth tables promote {table}@VERSION --alias {alias}`)") from None
+                         f"remove that file and set the alias again (`firth tables promote {table}@VERSION "
+                         f"--alias {alias}`)") from None
     return record
 
 

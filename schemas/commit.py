@@ -14,8 +14,9 @@
    retry is a whole, fresh transaction, so the version it makes holds its rows and nothing else.
 4. Before declaring success it reads the commit back and checks that it carries its publish id.
 
-A publish that gives up removes its own data files (no commit names them) and says which version
-it read last and how many others committed meanwhile. The row count goes into the commit
+A publish that certainly committed nothing (it lost every race, or the table is of another kind)
+removes its own data files and raises NothingCommitted; after an error whose outcome is unknown
+its files stay for gc, which removes them only if no commit names them. The row count goes into the commit
 (`firth.rows`), where every reader checks it (firth.schemas.delta_format.verify_version).
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 
 from firth.schemas.delta_format import CheckedBatches
 from firth.schemas.errors import StoreError
-from firth.schemas.fs import join, pyarrow_filesystem
+from firth.schemas.fs import pyarrow_filesystem
 
 COMMIT_ATTEMPTS = 10
 READ_VERSION_KEY, ROWS_KEY, ATTEMPT_KEY = "firth.read_version", "firth.rows", "firth.attempt"
@@ -46,6 +47,10 @@ _ROW_GROUPS_PER_FILE = 8  # so a data file holds about 512 MiB of Arrow data
 TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 36500 days"}
 
 
+class NothingCommitted(StoreError):
+    """The publish certainly made no version (it lost every race, or the table is of another kind)."""
+
+
 @dataclass
 class DataFiles:
     """The Parquet files one publish wrote, not yet named by any commit."""
@@ -54,7 +59,8 @@ class DataFiles:
     rows: int
 
 
-def write_data_files(uri: str, storage_options: Mapping[str, str], publish_id: str, source: CheckedBatches) -> DataFiles:
+def write_data_files(uri: str, storage_options: Mapping[str, str], publish_id: str,
+                     source: CheckedBatches) -> DataFiles:
     """Stream `source` into `part-<publish_id>-<n>.parquet` files under the table folder `uri`.
 
     A bad batch raises before any commit; the files written so far are then removed."""
@@ -77,7 +83,8 @@ def write_data_files(uri: str, storage_options: Mapping[str, str], publish_id: s
         if writer is not None and (close or groups >= _ROW_GROUPS_PER_FILE):
             writer.close()
             size = fs.get_file_info(f"{root}/{name}").size
-            files.adds.append(AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps({"numRecords": rows})))
+            stats = json.dumps({"numRecords": rows})
+            files.adds.append(AddAction(name, size, {}, int(time.time() * 1000), True, stats))
             files.rows += rows
             writer, groups, rows = None, 0, 0
 
@@ -108,7 +115,7 @@ def remove_data_files(uri: str, storage_options: Mapping[str, str], names: list[
             pass
 
 
-def commit(name: str, uri: str, storage_options: Mapping[str, str], schema: pa.Schema, files: DataFiles,
+def commit_files(name: str, uri: str, storage_options: Mapping[str, str], schema: pa.Schema, files: DataFiles,
            custom_metadata: Mapping[str, str], committed_version: Callable[[], int | None]) -> int:
     """Commit `files` as the next version of the table at `uri` (created if need be); return it.
 
@@ -116,7 +123,7 @@ def commit(name: str, uri: str, storage_options: Mapping[str, str], schema: pa.S
     outcome is unknown, e.g. a lost response to a put that landed)."""
     options = dict(storage_options) or None
     delta_schema = DeltaSchema.from_arrow(schema)
-    others, read_version = 0, None
+    read_version, lost = None, None
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         metadata = {**custom_metadata, ROWS_KEY: str(files.rows), ATTEMPT_KEY: str(attempt)}
         try:
@@ -134,16 +141,17 @@ def commit(name: str, uri: str, storage_options: Mapping[str, str], schema: pa.S
                 actions = [*files.adds, *_remove_all(table)]
                 table.create_write_transaction(actions, "append", delta_schema, commit_properties=CommitProperties(
                     custom_metadata={**metadata, READ_VERSION_KEY: str(read_version)}, max_commit_retries=0))
-        except StoreError:
+        except NothingCommitted:
+            remove_data_files(uri, storage_options, [a.path for a in files.adds])
             raise
         except Exception as e:
             version = committed_version()
             if version is not None:  # the commit landed, though the call reported otherwise
                 return version
             if not _lost_commit_race(e):
-                raise StoreError(f"publish {name!r} to {uri} failed (read version {read_version}); no new version "
-                                 f"was committed: {e}") from e
-            others += 1
+                raise StoreError(f"publish {name!r} to {uri} failed ({_attempted(read_version)}); no version was "
+                                 f"committed, and its data files stay until `firth tables gc` removes them: {e}") from e
+            lost = e
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # let the winners' commits land
             continue
         version = 0 if read_version is None else read_version + 1
@@ -152,9 +160,16 @@ def commit(name: str, uri: str, storage_options: Mapping[str, str], schema: pa.S
                              "commit does not carry this publish's id; do not trust it - report this")
         return version
     remove_data_files(uri, storage_options, [a.path for a in files.adds])
-    raise StoreError(f"publish {name!r} to {uri}: {COMMIT_ATTEMPTS} commits in a row lost the race to other "
-                     f"publishers (another publish committed first each time; last version read: {read_version}); "
-                     "nothing was published and this publish's data files were removed - publish again")
+    raise NothingCommitted(
+        f"publish {name!r} to {uri}: lost the commit race {COMMIT_ATTEMPTS} times in a row - each time another "
+        f"publisher committed first (last: {_attempted(read_version)}; Delta said: {lost}). Nothing was "
+        "published and this publish's data files were removed; publish again")
+
+
+def _attempted(read_version: int | None) -> str:
+    if read_version is None:
+        return "creating the table as version 0"
+    return f"committing version {read_version + 1} on top of version {read_version}, which it read"
 
 
 def _remove_all(table: DeltaTable) -> list[RemoveAction]:
@@ -169,9 +184,9 @@ def _check_same_columns(name: str, uri: str, table: DeltaTable, schema: pa.Schem
     """A word table cannot become a document table (and back) under the same name."""
     stored = pa.schema(table.schema().to_arrow()).names
     if stored != schema.names:
-        raise StoreError(f"publish {name!r} to {uri}: the table has columns {stored}, this publish has "
-                         f"{schema.names}; a table keeps its kind (word or document table) - publish under "
-                         "another name")
+        raise NothingCommitted(f"publish {name!r} to {uri}: the table has columns {stored}, this publish has "
+                               f"{schema.names}; a table keeps its kind (word or document table) - publish under "
+                               "another name. Nothing was published")
 
 
 def _lost_commit_race(error: Exception) -> bool:

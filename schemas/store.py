@@ -39,9 +39,15 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from firth.schemas import refs
 from firth.schemas.aliases import alias_target  # aliases and the gc record are files beside the Delta log
-from firth.schemas.commit import ROWS_KEY, commit, write_data_files
-from firth.schemas.delta_format import (CheckedBatches, dim_of, from_delta, key_columns, validate_embeddings,
-                                        verify_version)
+from firth.schemas.commit import ROWS_KEY, NothingCommitted, commit_files, write_data_files
+from firth.schemas.delta_format import (
+    CheckedBatches,
+    dim_of,
+    from_delta,
+    key_columns,
+    validate_embeddings,
+    verify_version,
+)
 from firth.schemas.errors import CollectedError, NotFoundError, StoreError, UnsafePathError
 from firth.schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
 from firth.schemas.paths import SEGMENT, artifact_folder, inside
@@ -146,15 +152,16 @@ class TableStore:
                            _ARTIFACTS_KEY: json.dumps(written, sort_keys=True)}
         if parent_ref is not None:
             custom_metadata[_PARENT_KEY] = parent_ref
+        files = None
         try:
             files = write_data_files(uri, self.storage_options, publish_id, source)
-        except BaseException:
-            if written:  # nothing names them: remove them now rather than leave them to gc
+            return commit_files(name, uri, self.storage_options, source.delta_schema, files, custom_metadata,
+                          lambda: self._find_publish(name, publish_id))
+        except BaseException as e:
+            if written and (files is None or isinstance(e, NothingCommitted)):  # certainly named by no commit
                 fs, folder = filesystem(artifact_folder(uri, publish_id, f"publish {name!r}"), self.storage_options)
                 fs.rm(folder, recursive=True)
             raise
-        return commit(name, uri, self.storage_options, source.delta_schema, files, custom_metadata,
-                      lambda: self._find_publish(name, publish_id))
 
     def _parent_ref(self, name: str, parent: int | str) -> str:
         """`parent` as 'table@version', checked to exist."""

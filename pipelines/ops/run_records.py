@@ -76,8 +76,8 @@ class RunLog:
 
     def uri(self, table: str, run_id: str) -> str:
         what = f"run record of table {table!r}"
-        return inside(join(self.store_uri, RUNS_DIR), f"{segment(table, what)}/{segment(run_id, what + ': run id')}.json",
-                      what)
+        relative = f"{segment(table, what)}/{segment(run_id, what + ': run id')}.json"
+        return inside(join(self.store_uri, RUNS_DIR), relative, what)
 
     def write(self, record: RunRecord) -> None:
         record.updated_at = _now()
