@@ -12,12 +12,13 @@
 3. A commit that loses the race changes nothing; the publish reads the new latest version and
    commits the same files again, with a short random back-off, up to COMMIT_ATTEMPTS times. Every
    retry is a whole, fresh transaction, so the version it makes holds its rows and nothing else.
-4. Before declaring success it reads the commit back and checks that it carries its publish id.
+4. Before declaring success it loads the version it committed: its data files must be exactly the
+   publish's own.
 
 A publish that certainly committed nothing (it lost every race, or the table is of another kind)
 removes its own data files and raises NothingCommitted; after an error whose outcome is unknown
-its files stay for gc, which removes them only if no commit names them. The row count goes into the commit
-(`firth.rows`), where every reader checks it (firth.schemas.delta_format.verify_version).
+its files stay for gc, which removes them only if no commit names them. The row count goes into
+the commit (`firth.rows`), where every reader checks it (firth.schemas.delta_format.verify_version).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,11 +37,13 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from firth.schemas.delta_format import CheckedBatches
-from firth.schemas.errors import StoreError
+from firth.schemas.errors import StoreError, UnsafePathError
 from firth.schemas.fs import pyarrow_filesystem
+from firth.schemas.paths import inside
 
 COMMIT_ATTEMPTS = 10
 READ_VERSION_KEY, ROWS_KEY, ATTEMPT_KEY = "firth.read_version", "firth.rows", "firth.attempt"
+PUBLISH_ID_KEY = "firth.publish_id"  # names the publish's data files and artifacts folder
 _ROW_GROUP_BYTES = 64 << 20  # Arrow bytes buffered per Parquet row group
 _ROW_GROUPS_PER_FILE = 8  # so a data file holds about 512 MiB of Arrow data
 # Keep the commit log (and so time travel to every version) for a century instead of Delta's
@@ -138,7 +142,7 @@ def commit_files(name: str, uri: str, storage_options: Mapping[str, str], schema
             else:
                 read_version = table.version()
                 _check_same_columns(name, uri, table, schema)
-                actions = [*files.adds, *_remove_all(table)]
+                actions = [*files.adds, *_remove_all(name, uri, table)]
                 table.create_write_transaction(actions, "append", delta_schema, commit_properties=CommitProperties(
                     custom_metadata={**metadata, READ_VERSION_KEY: str(read_version)}, max_commit_retries=0))
         except NothingCommitted:
@@ -155,9 +159,7 @@ def commit_files(name: str, uri: str, storage_options: Mapping[str, str], schema
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # let the winners' commits land
             continue
         version = 0 if read_version is None else read_version + 1
-        if committed_version() != version:
-            raise StoreError(f"publish {name!r} to {uri}: committed as version {version}, but that version's "
-                             "commit does not carry this publish's id; do not trust it - report this")
+        _check_commit(name, uri, storage_options, version, files.adds)
         return version
     remove_data_files(uri, storage_options, [a.path for a in files.adds])
     raise NothingCommitted(
@@ -172,12 +174,30 @@ def _attempted(read_version: int | None) -> str:
     return f"committing version {read_version + 1} on top of version {read_version}, which it read"
 
 
-def _remove_all(table: DeltaTable) -> list[RemoveAction]:
-    """Remove actions for every data file of the version `table` has loaded."""
+def _remove_all(name: str, uri: str, table: DeltaTable) -> list[RemoveAction]:
+    """Remove actions for every data file of the version `table` has loaded, each checked to lie in
+    the table folder (a tampered log could name others: never build on such a version)."""
     files = pa.table(table.get_add_actions(flatten=True))  # arro3 -> pyarrow via the Arrow C interface
     now = int(time.time() * 1000)
-    return [RemoveAction(path, True, now, size)
-            for path, size in zip(files.column("path").to_pylist(), files.column("size_bytes").to_pylist())]
+    try:
+        paths = [inside(uri, path, f"version {table.version()}: data file", encoded=True)
+                 for path in files.column("path").to_pylist()]
+    except UnsafePathError as e:
+        raise NothingCommitted(f"publish {name!r} to {uri}: the latest version is not firth's to replace: {e}. "
+                               "Nothing was published") from None
+    # RemoveAction takes the path decoded (get_add_actions gives it percent-encoded) and encodes it itself
+    return [RemoveAction(path[len(uri) + 1:], True, now, size)
+            for path, size in zip(paths, files.column("size_bytes").to_pylist())]
+
+
+def _check_commit(name: str, uri: str, storage_options: Mapping[str, str], version: int, adds: list[AddAction]) -> None:
+    """The committed version's data files must be exactly this publish's, or it is not declared a success."""
+    table = DeltaTable(uri, storage_options=dict(storage_options) or None, version=version)
+    files = sorted(unquote(p) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
+    if files != sorted(a.path for a in adds):
+        raise StoreError(f"publish {name!r} to {uri}: version {version} was committed, but it holds the data files "
+                         f"{files}, not exactly this publish's {sorted(a.path for a in adds)}; readers refuse it if "
+                         "its rows are not one publish's - report this")
 
 
 def _check_same_columns(name: str, uri: str, table: DeltaTable, schema: pa.Schema) -> None:

@@ -39,7 +39,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from firth.schemas import refs
 from firth.schemas.aliases import alias_target  # aliases and the gc record are files beside the Delta log
-from firth.schemas.commit import ROWS_KEY, NothingCommitted, commit_files, write_data_files
+from firth.schemas.commit import PUBLISH_ID_KEY, ROWS_KEY, NothingCommitted, commit_files, write_data_files
 from firth.schemas.delta_format import (
     CheckedBatches,
     dim_of,
@@ -56,7 +56,7 @@ from firth.schemas.tables import check, published_schema
 
 NAME_PATTERN = refs.NAME_PATTERN
 METADATA_KEY = "firth"  # commit custom metadata: the caller's metadata as JSON
-_DIM_KEY, _PUBLISH_ID_KEY, _ARTIFACTS_KEY = "firth.dim", "firth.publish_id", "firth.artifacts"
+_DIM_KEY, _ARTIFACTS_KEY = "firth.dim", "firth.artifacts"
 _PARENT_KEY = "firth.parent"  # "name@version" this version was trained from (continued training)
 
 
@@ -148,7 +148,7 @@ class TableStore:
         source = (CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
                   else CheckedBatches(table, name, dim, checked=False))
         written = self._write_artifacts(name, publish_id, artifacts or {})
-        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), _PUBLISH_ID_KEY: publish_id,
+        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), PUBLISH_ID_KEY: publish_id,
                            _ARTIFACTS_KEY: json.dumps(written, sort_keys=True)}
         if parent_ref is not None:
             custom_metadata[_PARENT_KEY] = parent_ref
@@ -232,7 +232,7 @@ class TableStore:
         except TableNotFoundError:
             return None
         for commit in reversed(self._commits(name, range(max(0, latest - 31), latest + 1))):  # others may have
-            if commit.get(_PUBLISH_ID_KEY) == publish_id:                                   # published since
+            if commit.get(PUBLISH_ID_KEY) == publish_id:                                   # published since
                 return int(commit["version"])
         return None
 
@@ -394,4 +394,4 @@ def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
     rows = commit.get(ROWS_KEY, (commit.get("operationMetrics") or {}).get("num_added_rows"))
     artifacts = json.loads(commit[_ARTIFACTS_KEY]) if _ARTIFACTS_KEY in commit else {}
     return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows),
-                       artifacts, commit.get(_PARENT_KEY), commit.get(_PUBLISH_ID_KEY))
+                       artifacts, commit.get(_PARENT_KEY), commit.get(PUBLISH_ID_KEY))
