@@ -89,7 +89,7 @@ class RunLog:
         """Records of `table` (every table when None), oldest first."""
         fs, root = filesystem(join(self.store_uri, RUNS_DIR), self.storage_options)
         fs.invalidate_cache()
-        pattern = f"{root}/{table or '*'}/*.json"
+        pattern = f"{root}/{segment(table, 'run records: table') if table else '*'}/*.json"
         paths = sorted(fs.glob(pattern), key=lambda p: p.rsplit("/", 1)[-1])  # by run id = start time
         return [RunRecord.from_json(json.loads(fs.cat_file(p))) for p in paths]
 
