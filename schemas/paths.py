@@ -7,6 +7,10 @@ built from such a value goes through `inside()`: each segment must be a plain na
 digits, '.', '_', '-', not starting with '.'), so no '..', no absolute path, no URL scheme, no
 backslash; and the result must lie under the folder it was joined to. Anything else raises
 UnsafePathError naming what was refused.
+
+Used by the store (data file paths of a version, artifact paths), its commits (the files a
+publish replaces), gc (publish ids, data file paths), aliases (alias files) and run records
+(table names, run ids).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from urllib.parse import unquote
 from firth.schemas.errors import UnsafePathError
 from firth.schemas.fs import join
 
+ARTIFACTS_DIR = "_artifacts"  # <table>/_artifacts/<publish id>/<artifact>: files published with a version
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
 PUBLISH_ID = re.compile(r"^[0-9a-f]{32}\Z")  # uuid4().hex, as TableStore.publish makes them
 
@@ -43,9 +48,6 @@ def inside(folder: str, relative: str, what: str, *, encoded: bool = False) -> s
     if not posixpath.normpath(path).startswith(posixpath.normpath(folder) + "/"):  # the segments make it so
         raise UnsafePathError(f"{what}: {relative!r} leaves {folder}")
     return path
-
-
-ARTIFACTS_DIR = "_artifacts"  # <table>/_artifacts/<publish id>/<artifact>: files published with a version
 
 
 def artifact_folder(table_uri: str, publish_id: object, what: str) -> str:

@@ -4,8 +4,8 @@ Kept: the newest `keep` versions, and every version on some alias's rollback sta
 target and each version a rollback could move it back to; schemas/aliases.py). Versions that
 an alias pointed to once but can no longer roll back to are not kept.
 
-Why not Delta's `vacuum`: every publish is an `overwrite` commit, which logically removes all of
-the previous version's files, so vacuum would delete the files of every older version, aliased
+Why not Delta's `vacuum`: every publish is a commit that logically removes all of the previous
+version's files (schemas/commit.py), so vacuum would delete the files of every older version, aliased
 ones included. Instead the data files of each kept version (its add actions) are computed, and
 only files referenced by a collected version and by no kept one are deleted, along with the
 collected versions' `_artifacts/<publish id>/` folders. Files of a publish still in flight are
@@ -15,10 +15,13 @@ The collected versions are recorded in `<table>/_collected.json` (written atomic
 any file is deleted), so reading one raises CollectedError saying so, instead of a missing-file
 error from the middle of Parquet. Their commits, metadata and metrics stay in the Delta log.
 
-Orphans: data files and artifact folders that no commit names (left by a publish that failed,
-was killed, or lost a commit race) are removed too, once older than `orphan_grace_hours`: a
+Orphans: data files and artifact folders that no commit names (left by a publish that was
+killed, or failed with an unknown outcome) are removed too, once older than `orphan_grace_hours`: a
 younger one may belong to a publish still writing. Two gc runs at once on one table are not
 serialised (the second may re-record what the first did); run gc from one place.
+
+Every path gc builds from the log (publish ids, data file paths) goes through schemas/paths.py:
+one that could leave the table folder makes gc refuse the table before it removes anything.
 """
 from __future__ import annotations
 
