@@ -175,6 +175,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def code_version(folder: Path) -> str:
+    """The commit of the checkout `folder` is in, "+ changes" when the working tree differs."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" + changes" if git("status", "--porcelain", "--", ".") else "")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--publisher":
         store_uri, options, name, round_, publisher = sys.argv[2:7]
@@ -185,13 +194,15 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--backend", choices=["local", "s3", "both"], default="both")
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--label", help="what code this measures (default: the git commit of the store module)")
     args = parser.parse_args()
     from firth.schemas import store
 
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
-              "store_module": store.__file__, "backends": {}}
+              "code": args.label or code_version(Path(store.__file__).parent), "store_module": store.__file__,
+              "backends": {}}
     for backend in (["local", "s3"] if args.backend == "both" else [args.backend]):
         report["backends"][backend] = run_backend(backend, args.rounds, args.publishers)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
