@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import socket
 import subprocess
@@ -198,7 +199,8 @@ def main() -> None:
     args = parser.parse_args()
     from firth.schemas import store
 
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+    environment = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("PYTHONPATH",) if k in os.environ)
+    report = {"command": " ".join(filter(None, [environment, shlex.join([Path(sys.executable).name, *sys.argv])])),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
               "code": args.label or code_version(Path(store.__file__).parent), "store_module": store.__file__,
