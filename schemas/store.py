@@ -389,9 +389,13 @@ class TableStore:
 def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
     timestamp = datetime.fromtimestamp(int(commit["timestamp"]) / 1000, tz=timezone.utc)
     metadata = json.loads(commit[METADATA_KEY]) if METADATA_KEY in commit else {}
-    dim = int(commit[_DIM_KEY]) if _DIM_KEY in commit else None
     # firth.rows since publishes commit their own files; before, the overwrite's num_added_rows
     rows = commit.get(ROWS_KEY, (commit.get("operationMetrics") or {}).get("num_added_rows"))
     artifacts = json.loads(commit[_ARTIFACTS_KEY]) if _ARTIFACTS_KEY in commit else {}
-    return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows),
+    return VersionInfo(int(commit["version"]), timestamp, metadata, _count(commit.get(_DIM_KEY)), _count(rows),
                        artifacts, commit.get(_PARENT_KEY), commit.get(PUBLISH_ID_KEY))
+
+
+def _count(value: Any) -> int | None:
+    """A number from commit metadata; None when absent or not a count (a reader then refuses the version)."""
+    return int(value) if str(value).isdigit() and str(value).isascii() else None

@@ -69,12 +69,15 @@ def test_readers_refuse_a_version_that_is_not_one_publish(local_store, case, cap
     assert main(["tables", "show", "t@0", *store]) == 0
 
 
-def test_a_commit_that_records_no_row_count_is_refused(local_store):
+@pytest.mark.parametrize("custom_metadata", [None, {"firth.rows": "five"}, {"firth.rows": "-5"}])
+def test_a_commit_that_records_no_row_count_is_refused(local_store, custom_metadata):
     from deltalake import DeltaTable
 
     local_store.publish("t", word_table(5, 8, seed=0))
     # a commit of no actions records no row count; the version holds version 0's rows
-    DeltaTable(local_store.table_uri("t")).create_write_transaction([], "append", delta_schema(embedding_schema(8)))
+    DeltaTable(local_store.table_uri("t")).create_write_transaction(
+        [], "append", delta_schema(embedding_schema(8)), commit_properties=CommitProperties(custom_metadata))
+    assert [v.rows for v in local_store.versions("t")] == [5, None]
     with pytest.raises(CorruptVersionError, match=r"version 1 in store .*: its commit records no row count \(it was "
                                                   r"not committed by firth's publish\)"):
         local_store.read("t", 1)
