@@ -81,6 +81,7 @@ def test_gc_refuses_a_publish_id_that_leaves_the_store(local_store, victim, publ
     assert snapshot(fs, store_root) == store_before  # gc refused before removing or recording anything
 
 
+@pytest.mark.slow  # moto_server
 def test_gc_refuses_a_publish_id_that_leaves_an_s3_store(s3_store, s3_bucket):
     bucket = s3_bucket[0]
     fs, _ = filesystem(f"s3://{bucket}", s3_store.storage_options)
