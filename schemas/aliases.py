@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Literal
 from firth.schemas import refs
 from firth.schemas.errors import NotFoundError, StoreError
 from firth.schemas.fs import filesystem, join, open_atomic
+from firth.schemas.paths import inside
 
 if TYPE_CHECKING:
     from firth.schemas.store import TableStore
 
 ALIASES_DIR = "_aliases"
 Action = Literal["set", "promote", "rollback"]
+ACTIONS = ("set", "promote", "rollback")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class AliasMove:
 
     @classmethod
     def from_json(cls, data: dict) -> "AliasMove":
-        return cls(int(data["version"]), data["action"], data["at"], data.get("from"), bool(data.get("forced")),
+        return cls(data["version"], data["action"], data["at"], data.get("from"), bool(data.get("forced")),
                    data.get("note", ""))
 
 
@@ -83,18 +85,30 @@ def rollback_stack(history: tuple[AliasMove, ...] | list[AliasMove]) -> list[int
 
 
 def alias_uri(store: "TableStore", table: str, alias: str) -> str:
-    return join(store.table_uri(table), ALIASES_DIR, f"{refs.validate_alias(alias, movable=False)}.json")
+    name = refs.validate_alias(alias, movable=False)
+    return inside(join(store.table_uri(table), ALIASES_DIR), f"{name}.json", f"table {table!r}: alias")
 
 
 def read_alias(store: "TableStore", table: str, alias: str) -> Alias | None:
-    """The alias record, or None when the alias was never set."""
-    fs, path = filesystem(alias_uri(store, table, alias), store.storage_options)
+    """The alias record, or None when the alias was never set; StoreError for a record that is not
+    one (versions must be non-negative integers, actions known)."""
+    uri = alias_uri(store, table, alias)
+    fs, path = filesystem(uri, store.storage_options)
     try:
         data = json.loads(fs.cat_file(path))
+        history = tuple(AliasMove.from_json(m) for m in data.get("history", []))
+        record = Alias(table, alias, data["version"], history)
+        versions = [record.version, *(m.version for m in history)]
+        versions += [m.previous for m in history if m.previous is not None]
+        if not all(type(v) is int and v >= 0 for v in versions) or any(m.action not in ACTIONS for m in history):
+            raise ValueError("versions must be non-negative integers and actions one of " + ", ".join(ACTIONS))
     except FileNotFoundError:
         return None
-    history = tuple(AliasMove.from_json(m) for m in data.get("history", []))
-    return Alias(table, alias, int(data["version"]), history)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise StoreError(f"alias {table}@{alias}: {uri} is not an alias record ({type(e).__name__}: {e}); "
+                         f"remove that file and set the alias again (`firth tables promote {table}@VERSION "
+                         f"--alias {alias}`)") from None
+    return record
 
 
 def list_aliases(store: "TableStore", table: str) -> dict[str, Alias]:

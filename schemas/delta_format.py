@@ -1,6 +1,7 @@
 """How a published table is checked and laid out in Delta: content rules (unique keys, finite
-vectors), streamed batch checking, and the vector column's list<float32> (Delta has no fixed-size
-list) <-> fixed_size_list<float32>[dim] conversion on the way in and out. Used by schemas/store.py.
+vectors), streamed batch checking, the vector column's list<float32> (Delta has no fixed-size
+list) <-> fixed_size_list<float32>[dim] conversion on the way in and out, and the check every
+reader makes that a stored version is exactly one publish. Used by schemas/store.py.
 """
 from __future__ import annotations
 
@@ -10,16 +11,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from firth.schemas.errors import StoreError
+from firth.schemas.errors import CorruptVersionError, StoreError
 from firth.schemas.tables import EMBEDDING_KEYS, SchemaError, check, embedding_schema, published_schema, table_name
 
 
 class CheckedBatches:
-    """Streams batches to Delta, checking each one; remembers the first error (Delta wraps it)."""
+    """Streams batches in Delta's layout, checking each one (`checked`: the caller already did)."""
 
     def __init__(self, reader: pa.RecordBatchReader, name: str, dim: int, checked: bool):
         self.source, self.name, self.dim, self.checked = reader, name, dim, checked
-        self.error: Exception | None = None
         self.rows = 0
         self.schema = published_schema(reader.schema.names, dim)
         self.delta_schema = delta_schema(self.schema)
@@ -28,22 +28,18 @@ class CheckedBatches:
         return pa.RecordBatchReader.from_batches(self.delta_schema, self._batches())
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            keys = []  # key columns of every batch, for the uniqueness check across batches
-            for batch in self.source:
-                table = pa.Table.from_batches([batch])
-                if not self.checked:
-                    table = validate_embeddings(check(table, self.schema, self.name), self.name)
-                    keys.append(table.select(EMBEDDING_KEYS[table_name(self.schema)]))
-                self.rows += table.num_rows
-                yield from table.cast(self.delta_schema).to_batches()
-            if not self.checked and keys:  # known only at the end of the stream, still before the commit
-                check_keys(self.name, pa.concat_tables(keys))
-            if self.rows == 0:
-                raise StoreError(f"publish {self.name!r}: the reader yielded no rows; nothing to publish")
-        except Exception as e:
-            self.error = e
-            raise
+        keys = []  # key columns of every batch, for the uniqueness check across batches
+        for batch in self.source:
+            table = pa.Table.from_batches([batch])
+            if not self.checked:
+                table = validate_embeddings(check(table, self.schema, self.name), self.name)
+                keys.append(table.select(EMBEDDING_KEYS[table_name(self.schema)]))
+            self.rows += table.num_rows
+            yield from table.cast(self.delta_schema).to_batches()
+        if not self.checked and keys:  # known only at the end of the stream, still before the commit
+            check_keys(self.name, pa.concat_tables(keys))
+        if self.rows == 0:
+            raise StoreError(f"publish {self.name!r}: the reader yielded no rows; nothing to publish")
 
 
 def dim_of(schema: pa.Schema, name: str) -> int:
@@ -81,6 +77,28 @@ def check_keys(name: str, keys: pa.Table) -> None:
         return
     for field_name in keys.column_names:
         check_unique(name, field_name, keys.column(field_name))
+
+
+def key_columns(names: list[str]) -> list[str]:
+    """The key columns of a stored table with these columns: (doc_id, chunk) or (token, id)."""
+    return list(EMBEDDING_KEYS["document_embeddings" if "doc_id" in names else "embeddings"])
+
+
+def verify_version(what: str, keys: pa.Table, recorded_rows: int | None) -> None:
+    """Refuse a stored version that is not exactly one publish: its row count must be the one its
+    commit recorded, and its keys (`keys`: the key columns of every row) unique."""
+    problems = []
+    if recorded_rows is None:
+        problems.append("its commit records no row count (it was not committed by firth's publish)")
+    elif keys.num_rows != recorded_rows:
+        problems.append(f"it holds {keys.num_rows} rows but its commit recorded {recorded_rows}")
+    try:
+        check_keys(what, keys)
+    except SchemaError as e:
+        problems.append(f"field {e.field!r}: {e.problem}")
+    if problems:
+        raise CorruptVersionError(f"{what}: {'; '.join(problems)}. It is not exactly one publish, so it is not "
+                                  "read: read another version (`firth tables versions NAME`) or publish again")
 
 
 def check_unique(name: str, field_name: str, column: pa.ChunkedArray) -> None:

@@ -12,3 +12,12 @@ class NotFoundError(StoreError, LookupError):
 
 class CollectedError(NotFoundError):
     """A version whose data files were removed by `firth tables gc`; its metadata is still listed."""
+
+
+class UnsafePathError(StoreError):
+    """A name or path from stored metadata (a commit, an alias, a run record) that would leave its
+    folder in the store; refused before any read, write or delete."""
+
+
+class CorruptVersionError(StoreError):
+    """A version whose rows are not exactly one publish: row count unlike its commit's, repeated keys."""

@@ -4,8 +4,8 @@ Kept: the newest `keep` versions, and every version on some alias's rollback sta
 target and each version a rollback could move it back to; schemas/aliases.py). Versions that
 an alias pointed to once but can no longer roll back to are not kept.
 
-Why not Delta's `vacuum`: every publish is an `overwrite` commit, which logically removes all of
-the previous version's files, so vacuum would delete the files of every older version, aliased
+Why not Delta's `vacuum`: every publish is a commit that logically removes all of the previous
+version's files (schemas/commit.py), so vacuum would delete the files of every older version, aliased
 ones included. Instead the data files of each kept version (its add actions) are computed, and
 only files referenced by a collected version and by no kept one are deleted, along with the
 collected versions' `_artifacts/<publish id>/` folders. Files of a publish still in flight are
@@ -15,10 +15,13 @@ The collected versions are recorded in `<table>/_collected.json` (written atomic
 any file is deleted), so reading one raises CollectedError saying so, instead of a missing-file
 error from the middle of Parquet. Their commits, metadata and metrics stay in the Delta log.
 
-Orphans: data files and artifact folders that no commit names (left by a publish that failed,
-was killed, or lost a commit race) are removed too, once older than `orphan_grace_hours`: a
+Orphans: data files and artifact folders that no commit names (left by a publish that was
+killed, or failed with an unknown outcome) are removed too, once older than `orphan_grace_hours`: a
 younger one may belong to a publish still writing. Two gc runs at once on one table are not
 serialised (the second may re-record what the first did); run gc from one place.
+
+Every path gc builds from the log (publish ids, data file paths) goes through schemas/paths.py:
+one that could leave the table folder makes gc refuse the table before it removes anything.
 """
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -34,6 +36,7 @@ from deltalake import DeltaTable
 from firth.schemas.aliases import list_aliases
 from firth.schemas.errors import StoreError
 from firth.schemas.fs import filesystem, join, open_atomic
+from firth.schemas.paths import ARTIFACTS_DIR, artifact_folder, inside
 
 if TYPE_CHECKING:
     from firth.schemas.store import TableStore
@@ -95,14 +98,14 @@ def plan_gc(store: "TableStore", name: str, keep: int = 10, orphan_grace_hours: 
         named_by_collected |= {f.uri for f in version_files}
         files |= {f.uri: f for f in version_files if f.uri not in kept_files}
     by_version = {v.version: v for v in versions}
-    artifacts = [join(uri, "_artifacts", by_version[v].publish_id) for v in collected
-                 if by_version[v].artifacts and by_version[v].publish_id]
+    artifacts = [artifact_folder(uri, by_version[v].publish_id, f"gc {name!r}: version {v}'s commit")
+                 for v in collected if by_version[v].artifacts]
     cutoff = datetime.now(timezone.utc) - timedelta(hours=orphan_grace_hours)
     named = kept_files | named_by_collected
     orphans = [entry for entry, modified in _table_entries(store, uri, "")
                if entry.endswith(".parquet") and entry not in named and modified < cutoff]
     publish_ids = {v.publish_id for v in versions}
-    orphans += [entry for entry, _ in _table_entries(store, uri, "_artifacts")
+    orphans += [entry for entry, _ in _table_entries(store, uri, ARTIFACTS_DIR)
                 if entry.rsplit("/", 1)[-1] not in publish_ids and _newest_under(store, entry) < cutoff]
     return GcPlan(name, kept, collected, sorted(files.values(), key=lambda f: f.uri), artifacts, sorted(orphans))
 
@@ -181,4 +184,5 @@ def _data_files(store: "TableStore", uri: str, version: int) -> list[DataFile]:
     actions = pa.table(dt.get_add_actions(flatten=True))  # arro3 -> pyarrow via the Arrow C interface
     paths = actions.column("path").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
-    return [DataFile(join(uri, unquote(p)), int(s)) for p, s in zip(paths, sizes)]
+    what = f"table {uri}, version {version}: data file"
+    return [DataFile(inside(uri, p, what, encoded=True), int(s)) for p, s in zip(paths, sizes)]

@@ -1,10 +1,12 @@
 """The versioned table store: each embedding table is a Delta table at `<store>/tables/<name>`.
 
-Every publish is one Delta commit (mode overwrite), so a table's versions are Delta versions and
-any older one can be read back (time travel). The commit is the only step that makes data
-visible: a publish that fails anywhere before it leaves at most orphaned data files, which no
-version references (Delta's `vacuum` removes them). The caller's metadata (the job config, run
-figures) travels as JSON in the commit's custom metadata under the key "firth".
+Every publish is one Delta commit that adds the publish's own data files and removes all of the
+version it read (schemas/commit.py), so a table's versions are Delta versions, each holding
+exactly one publish, and any older one can be read back (time travel). The commit is the only
+step that makes data visible: a publish that fails anywhere before it leaves at most orphaned data
+files, which no version references (gc removes them). The caller's metadata (the job config, run
+figures) travels as JSON in the commit's custom metadata under the key "firth". Every read checks
+that a version holds the row count its commit recorded and unique keys.
 
 Delta has no fixed-size list type: `vector` is stored as list<float32> and read back as
 fixed_size_list<float32>[dim] after checking every row's length.
@@ -23,9 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,30 +34,30 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from firth.schemas import refs
 from firth.schemas.aliases import alias_target  # aliases and the gc record are files beside the Delta log
-from firth.schemas.delta_format import CheckedBatches, dim_of, from_delta, validate_embeddings
-from firth.schemas.errors import CollectedError, NotFoundError, StoreError
+from firth.schemas.commit import PUBLISH_ID_KEY, ROWS_KEY, NothingCommitted, commit_files, write_data_files
+from firth.schemas.delta_format import (
+    CheckedBatches,
+    dim_of,
+    from_delta,
+    key_columns,
+    validate_embeddings,
+    verify_version,
+)
+from firth.schemas.errors import CollectedError, NotFoundError, StoreError, UnsafePathError
 from firth.schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
+from firth.schemas.paths import SEGMENT, artifact_folder, inside
 from firth.schemas.retention import read_collected
 from firth.schemas.tables import check, published_schema
 
 NAME_PATTERN = refs.NAME_PATTERN
-_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 METADATA_KEY = "firth"  # commit custom metadata: the caller's metadata as JSON
-_DIM_KEY, _PUBLISH_ID_KEY, _ARTIFACTS_KEY = "firth.dim", "firth.publish_id", "firth.artifacts"
+_DIM_KEY, _ARTIFACTS_KEY = "firth.dim", "firth.artifacts"
 _PARENT_KEY = "firth.parent"  # "name@version" this version was trained from (continued training)
-# A whole-table publish that loses a commit race to another publisher is rewritten and committed
-# again (as the next version), this many times at most; a streamed publish cannot be replayed.
-_COMMIT_ATTEMPTS = 4
-_ATTEMPT_KEY = "firth.attempt"
-ARTIFACTS_DIR = "_artifacts"
-# Keep the commit log (and so time travel to every version) for a century instead of Delta's
-# 30-day default, after which a checkpoint would clean old commits away.
-_TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 36500 days"}
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,10 @@ class TableStore:
         `parent` (continued training): the version it started from, a version of `name` or any ref
         ('other@3', 'other@production'); recorded resolved, as 'name@version', in VersionInfo.parent.
 
-        Two publishers at once: Delta's commit is a conditional put, so one of them wins the race.
-        A Table publish that loses is committed again as the next version (both publishes become
-        versions); a RecordBatchReader publish cannot be replayed and raises StoreError instead.
+        Any number of publishers at once (processes, machines): each version holds exactly one
+        publish. The data files are written once; a commit that loses the race to another publisher
+        is made again on top of the new version, up to 10 times, and then raises StoreError with
+        nothing published (schemas/commit.py). Table and RecordBatchReader publishes alike.
         """
         uri = self.table_uri(name)
         try:
@@ -144,43 +145,23 @@ class TableStore:
         parent_ref = None if parent is None else self._parent_ref(name, parent)
 
         publish_id = uuid.uuid4().hex
+        source = (CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
+                  else CheckedBatches(table, name, dim, checked=False))
         written = self._write_artifacts(name, publish_id, artifacts or {})
-        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), _PUBLISH_ID_KEY: publish_id,
+        custom_metadata = {METADATA_KEY: metadata_json, _DIM_KEY: str(dim), PUBLISH_ID_KEY: publish_id,
                            _ARTIFACTS_KEY: json.dumps(written, sort_keys=True)}
         if parent_ref is not None:
             custom_metadata[_PARENT_KEY] = parent_ref
-        attempts = _COMMIT_ATTEMPTS if isinstance(table, pa.Table) else 1
-        for attempt in range(1, attempts + 1):
-            source = (CheckedBatches(table.to_reader(), name, dim, checked=True) if isinstance(table, pa.Table)
-                      else CheckedBatches(table, name, dim, checked=False))
-            custom_metadata[_ATTEMPT_KEY] = str(attempt)  # > 1: it lost a commit race and was written again
-            try:
-                write_deltalake(
-                    uri, source.reader(), mode="overwrite", storage_options=self.storage_options or None,
-                    configuration=_TABLE_CONFIGURATION,
-                    commit_properties=CommitProperties(custom_metadata=custom_metadata),
-                )
-                break
-            except Exception as e:
-                if source.error is not None:  # our own check failed mid-stream: report it, not Delta's wrapper
-                    raise source.error from None
-                version = self._find_publish(name, publish_id)
-                if version is not None:  # e.g. a checkpoint after the commit failed; the version is readable
-                    warnings.warn(f"publish {name!r} to {uri}: version {version} was committed, but a step "
-                                  f"after the commit failed: {e}", stacklevel=2)
-                    return version
-                if _lost_commit_race(e) and attempt < attempts:
-                    continue  # another publisher committed first: write again on top of its version
-                if _lost_commit_race(e):
-                    raise StoreError(f"publish {name!r} to {uri}: another publisher committed a version at the "
-                                     f"same time, so this one was not committed ({e}); nothing is lost or "
-                                     "half-written - publish again (a pyarrow Table is retried by itself)") from e
-                raise StoreError(f"publish {name!r} to {uri} failed; no new version was committed: {e}") from e
-        version = self._find_publish(name, publish_id)
-        if version is None:
-            raise StoreError(f"publish {name!r}: committed, but the commit is not among the last 32 of "
-                             f"{uri}; list the versions to find it")
-        return version
+        files = None
+        try:
+            files = write_data_files(uri, self.storage_options, publish_id, source)
+            return commit_files(name, uri, self.storage_options, source.delta_schema, files, custom_metadata,
+                          lambda: self._find_publish(name, publish_id))
+        except BaseException as e:
+            if written and (files is None or isinstance(e, NothingCommitted)):  # certainly named by no commit
+                fs, folder = filesystem(artifact_folder(uri, publish_id, f"publish {name!r}"), self.storage_options)
+                fs.rm(folder, recursive=True)
+            raise
 
     def _parent_ref(self, name: str, parent: int | str) -> str:
         """`parent` as 'table@version', checked to exist."""
@@ -198,11 +179,12 @@ class TableStore:
         """Copy each artifact to <table>/_artifacts/<publish_id>/<artifact name>; return name -> relative path."""
         written = {}
         for artifact, content in artifacts.items():
-            if not isinstance(artifact, str) or not _ARTIFACT_NAME.match(artifact):
+            if not isinstance(artifact, str) or not SEGMENT.match(artifact):
                 raise StoreError(f"publish {name!r}: bad artifact name {artifact!r}; use letters, digits, "
                                  "'.', '_' and '-' (e.g. 'subwords.parquet')")
-            relative = f"{ARTIFACTS_DIR}/{publish_id}/{artifact}"
-            target = join(self.table_uri(name), relative)
+            target = inside(artifact_folder(self.table_uri(name), publish_id, f"publish {name!r}"), artifact,
+                            f"publish {name!r}: artifact")
+            relative = target[len(self.table_uri(name)) + 1:]
             fs, path = filesystem(target, self.storage_options)
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # local folders; a no-op on object stores
             if isinstance(content, bytes):
@@ -224,7 +206,12 @@ class TableStore:
         if artifact not in info.artifacts:
             raise NotFoundError(f"{name}@{info.version} has no artifact {artifact!r}; it has "
                                 f"{sorted(info.artifacts) or 'none'}")
-        return join(self.table_uri(name), info.artifacts[artifact])
+        what = f"table {name!r} in store {self.uri}, version {info.version}, artifact {artifact!r}"
+        uri = inside(artifact_folder(self.table_uri(name), info.publish_id, what), artifact, what)
+        if join(self.table_uri(name), str(info.artifacts[artifact])) != uri:  # its own folder and name, nothing else
+            raise UnsafePathError(f"{what}: the commit names {info.artifacts[artifact]!r}, not this version's own "
+                                  f"{uri}; refusing to read it")
+        return uri
 
     def fetch_artifact(self, name: str, version: int | None, artifact: str, destination: str | os.PathLike) -> Path:
         """Copy an artifact (file or folder) to the local `destination` path; return that path."""
@@ -245,7 +232,7 @@ class TableStore:
         except TableNotFoundError:
             return None
         for commit in reversed(self._commits(name, range(max(0, latest - 31), latest + 1))):  # others may have
-            if commit.get(_PUBLISH_ID_KEY) == publish_id:                                   # published since
+            if commit.get(PUBLISH_ID_KEY) == publish_id:                                   # published since
                 return int(commit["version"])
         return None
 
@@ -297,7 +284,7 @@ class TableStore:
     def files(self, name: str, version: int | None = None) -> list[str]:
         """URIs of the Parquet data files of a version (latest when None): what DuckDB's
         read_parquet or any Parquet reader takes. Vectors there are list<float>, not fixed-size."""
-        return list(self._open(name, version).file_uris())
+        return self._data_files(name, self._open(name, version))
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -332,14 +319,37 @@ class TableStore:
 
     def read(self, name: str, version: int | None = None) -> pa.Table:
         """Version `version` (latest when None) of `name`: a word table rows by `id`, or a document
-        table rows by (doc_id, chunk)."""
+        table rows by (doc_id, chunk). CorruptVersionError for a version that is not exactly one
+        publish (row count unlike its commit's, repeated keys); UnsafePathError for data files
+        outside the table's folder."""
         dt = self._open(name, version)
-        ref = f"{name}@{dt.version()}"
+        table = from_delta(self._scan(name, dt), f"{name}@{dt.version()}")
+        self._verify(name, dt.version(), table.select(key_columns(table.column_names)))
+        return table
+
+    def verify(self, name: str, version: int) -> None:
+        """The checks of `read` (row count as committed, unique keys), reading only the key columns."""
+        dt = self._open(name, version)
+        self._verify(name, version, self._scan(name, dt, key_columns(pa.schema(dt.schema().to_arrow()).names)))
+
+    def _scan(self, name: str, dt: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+        """The loaded version's rows (only `columns`, when given), its data files checked to lie in the table."""
+        self._data_files(name, dt)
         fs, root = pyarrow_filesystem(self.table_uri(name), self.storage_options)
         # Our own filesystem instead of deltalake's default one: with the default, the process
         # aborted at exit about half the time here ("terminate called without an active exception").
-        data = dt.to_pyarrow_table(filesystem=pafs.SubTreeFileSystem(root, fs))
-        return from_delta(data, ref)
+        return dt.to_pyarrow_table(columns=columns, filesystem=pafs.SubTreeFileSystem(root, fs))
+
+    def _verify(self, name: str, version: int, keys: pa.Table) -> None:
+        commits = self._commits(name, range(version, version + 1))
+        rows = _version_info(commits[0]).rows if commits else None
+        verify_version(f"table {name!r} version {version} in store {self.uri}", keys, rows)
+
+    def _data_files(self, name: str, dt: DeltaTable) -> list[str]:
+        """URIs of the loaded version's data files; UnsafePathError for one outside the table folder."""
+        what = f"table {name!r} in store {self.uri}, version {dt.version()}: data file"
+        paths = pa.table(dt.get_add_actions(flatten=True)).column("path").to_pylist()  # arro3 -> pyarrow
+        return [inside(self.table_uri(name), path, what, encoded=True) for path in paths]
 
     def _open(self, name: str, version: int | None = None) -> DeltaTable:
         uri = self.table_uri(name)
@@ -376,16 +386,16 @@ class TableStore:
         return ", ".join(map(str, numbers))
 
 
-def _lost_commit_race(error: Exception) -> bool:
-    """Delta refused the commit because another writer committed first (or created the table first)."""
-    return isinstance(error, CommitFailedError) or "already exists" in str(error).lower()
-
-
 def _version_info(commit: Mapping[str, Any]) -> VersionInfo:
     timestamp = datetime.fromtimestamp(int(commit["timestamp"]) / 1000, tz=timezone.utc)
     metadata = json.loads(commit[METADATA_KEY]) if METADATA_KEY in commit else {}
-    dim = int(commit[_DIM_KEY]) if _DIM_KEY in commit else None
-    rows = (commit.get("operationMetrics") or {}).get("num_added_rows")
+    # firth.rows since publishes commit their own files; before, the overwrite's num_added_rows
+    rows = commit.get(ROWS_KEY, (commit.get("operationMetrics") or {}).get("num_added_rows"))
     artifacts = json.loads(commit[_ARTIFACTS_KEY]) if _ARTIFACTS_KEY in commit else {}
-    return VersionInfo(int(commit["version"]), timestamp, metadata, dim, None if rows is None else int(rows),
-                       artifacts, commit.get(_PARENT_KEY), commit.get(_PUBLISH_ID_KEY))
+    return VersionInfo(int(commit["version"]), timestamp, metadata, _count(commit.get(_DIM_KEY)), _count(rows),
+                       artifacts, commit.get(_PARENT_KEY), commit.get(PUBLISH_ID_KEY))
+
+
+def _count(value: Any) -> int | None:
+    """A number from commit metadata; None when absent or not a count (a reader then refuses the version)."""
+    return int(value) if str(value).isdigit() and str(value).isascii() else None

@@ -104,6 +104,8 @@ def _list(args, store) -> int:
 def _show(args, store) -> int:
     name, version = store.resolve(args.ref)
     info = store.info(name, version)
+    if info.version not in store.collected(name):  # a collected version has metadata only
+        store.verify(name, info.version)  # refuses a version that is not exactly one publish
     record = {"table": name, "version": info.version, "timestamp": str(info.timestamp), "rows": info.rows,
               "dim": info.dim, "parent": info.parent, "aliases": _aliases_by_version(store, name).get(info.version, []),
               "collected": info.version in store.collected(name), "artifacts": info.artifacts, **info.metadata}

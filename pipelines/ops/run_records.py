@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from firth.schemas.fs import filesystem, join, open_atomic
+from firth.schemas.paths import inside, segment
 
 RUNS_DIR = "_runs"
 OUTCOMES = ("running", "succeeded", "failed")
@@ -74,7 +75,9 @@ class RunLog:
         self.storage_options = dict(storage_options or {})
 
     def uri(self, table: str, run_id: str) -> str:
-        return join(self.store_uri, RUNS_DIR, table, f"{run_id}.json")
+        what = f"run record of table {table!r}"
+        relative = f"{segment(table, what)}/{segment(run_id, what + ': run id')}.json"
+        return inside(join(self.store_uri, RUNS_DIR), relative, what)
 
     def write(self, record: RunRecord) -> None:
         record.updated_at = _now()
@@ -86,7 +89,7 @@ class RunLog:
         """Records of `table` (every table when None), oldest first."""
         fs, root = filesystem(join(self.store_uri, RUNS_DIR), self.storage_options)
         fs.invalidate_cache()
-        pattern = f"{root}/{table or '*'}/*.json"
+        pattern = f"{root}/{segment(table, 'run records: table') if table else '*'}/*.json"
         paths = sorted(fs.glob(pattern), key=lambda p: p.rsplit("/", 1)[-1])  # by run id = start time
         return [RunRecord.from_json(json.loads(fs.cat_file(p))) for p in paths]
 
@@ -94,7 +97,7 @@ class RunLog:
         """The record of `run_id`, in whichever table; KeyError naming the latest runs when absent."""
         fs, root = filesystem(join(self.store_uri, RUNS_DIR), self.storage_options)
         fs.invalidate_cache()
-        paths = fs.glob(f"{root}/*/{run_id}.json") if run_id and "*" not in run_id else []
+        paths = fs.glob(f"{root}/*/{segment(run_id, 'run id')}.json")
         if not paths:
             latest = [r.run_id for r in self.list()[-5:]]
             raise KeyError(f"no run {run_id!r} in store {self.store_uri} (latest runs: "

@@ -83,7 +83,7 @@ def test_gc_cli_reports_what_it_removes(local_store, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store_fixture", STORES)
-def test_gc_removes_orphans_of_failed_publishes_only_after_the_grace_period(store_fixture, request):
+def test_a_failed_publish_cleans_up_and_gc_removes_orphans_of_killed_ones_after_the_grace_period(store_fixture, request):
     import pyarrow as pa
 
     from firth.schemas.tables import check, embedding_schema
@@ -96,11 +96,17 @@ def test_gc_removes_orphans_of_failed_publishes_only_after_the_grace_period(stor
         yield from table.to_batches(max_chunksize=10)
         raise ConnectionError("killed")
 
-    with pytest.raises(ConnectionError):  # its artifact and (maybe) data files stay behind, named by no commit
+    fs, root = filesystem(store.table_uri("t"), store.storage_options)
+    before = sorted(fs.find(root))
+    with pytest.raises(ConnectionError):  # a publish that fails cleans up its own files
         store.publish("t", pa.RecordBatchReader.from_batches(table.schema, dies_after_writing()),
                       artifacts={"note.txt": b"orphan"})
-    fs, root = filesystem(store.table_uri("t"), store.storage_options)
-    stray = f"{root}/part-00000-0123456789ab-c000.snappy.parquet"  # as a publish that lost a commit race leaves
+    fs.invalidate_cache()
+    assert sorted(fs.find(root)) == before
+    # what a killed publish leaves: an artifact folder and a data file that no commit names
+    fs.makedirs(f"{root}/_artifacts/{'ab' * 16}", exist_ok=True)
+    fs.pipe_file(f"{root}/_artifacts/{'ab' * 16}/note.txt", b"orphan")
+    stray = f"{root}/part-{'ab' * 16}-00000.parquet"
     fs.pipe_file(stray, b"PAR1")
     fs.invalidate_cache()
     artifact_folders = fs.ls(f"{root}/_artifacts", detail=False)

@@ -161,6 +161,7 @@ def open_search(store_uri: str, ref: str, storage_options: Mapping[str, str] | N
     table = store.read(name, info.version)
     if "doc_id" not in table.column_names:
         raise ValueError(f"{pinned} is a word table; use `firth neighbors` for it")
+    store.artifact_uri(name, info.version, "model")  # refuses a path that is not the version's own artifact
     folder = Path(cache_dir or model_cache_dir()) / name / info.artifacts["model"].strip("/").replace("/", "-")
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
