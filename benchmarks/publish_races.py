@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import socket
@@ -28,8 +27,12 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
+
 import numpy as np
 import pyarrow as pa
+
+from benchmarks.results import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "publish_races.json"
 DIM = 8
@@ -166,16 +169,6 @@ def run_backend(backend: str, rounds: int, publishers: int) -> dict:
             "failures": sorted({e[:200] for r in per_round for e in r["failed"]})[:5]}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def code_version(folder: Path) -> str:
     """The commit of the checkout `folder` is in, "+ changes" when the working tree differs."""
     def git(*args: str) -> str:
@@ -202,7 +195,7 @@ def main() -> None:
     environment = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("PYTHONPATH",) if k in os.environ)
     report = {"command": " ".join(filter(None, [environment, shlex.join([Path(sys.executable).name, *sys.argv])])),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+              "machine": machine(),
               "code": args.label or code_version(Path(store.__file__).parent), "store_module": store.__file__,
               "backends": {}}
     for backend in (["local", "s3"] if args.backend == "both" else [args.backend]):
