@@ -38,6 +38,7 @@ class Published:
     skipped: dict = field(default_factory=dict)  # bad records and empty shards, when skipping
     run_id: str = ""  # the run record's id (firth.pipelines.ops.run_records; `firth runs show`, `firth report`)
     promotion: str | None = None  # what promote_alias did, in words
+    statistics_uri: str | None = None  # this run's statistics (the table's latest now); None if it counted none
 
 
 def run(config: JobConfig, *, fault_injection: str | None = None, promote_alias: str | None = None) -> Published:
@@ -156,7 +157,8 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
         recorder.succeeded(version, metadata)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
                "problems": summary.problems} if summary and (summary.bad_records or summary.empty_shards) else {}
-    return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id)
+    return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id,
+                     statistics_uri=location.uri if summary else None)
 
 
 def embedding_table(vocabulary: pa.Table, vectors: np.ndarray) -> pa.Table:
