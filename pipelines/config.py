@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from firth.schemas.fs import join
 
 DEFAULT_STORE = "./firth-store"
+STATISTICS_DIR, CHECKPOINTS_DIR = "_statistics", "_checkpoints"  # <store>/<dir>/<table>: the default scratch roots
 # Unicode-aware words: letters/digits (any script), optionally joined by an apostrophe
 # ("don't", "python's"). Underscores split words; numbers are kept as tokens.
 DEFAULT_TOKEN_PATTERN = r"[^\W_]+(?:['\u2019][^\W_]+)*"
@@ -87,7 +88,9 @@ class StatisticsConfig(Section):
     memory_mb: float = Field(128, gt=0)
     merge_fan_in: int = Field(128, ge=2)  # sorted runs merged at once (open files per merge task)
     cache: bool = True  # reuse per-shard partial results of unchanged shards (<output>/cache/)
-    output: str | None = None  # where statistics Parquet goes; default <store>/_statistics/<table>
+    # where statistics Parquet goes (each run in <output>/runs/<run id>/, the shard cache in
+    # <output>/cache/: pipelines/ops/scratch.py); default <store>/_statistics/<table>
+    output: str | None = None
 
     @property
     def memory_bytes(self) -> int:
@@ -107,7 +110,7 @@ class GloveConfig(Section):
     shuffle_buffer: int = Field(1_000_000, ge=1)  # co-occurrence entries shuffled together
     seed: int = 0
     max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint
-    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
+    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>; each run in <dir>/<run id>/
 
 
 class SvdSettings(Section):
@@ -155,7 +158,7 @@ class Word2VecConfig(Section):
     gpu_batch: int = Field(32_768, ge=1)  # training examples per torch step (GPU)
     seed: int = 0
     max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint
-    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
+    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>; each run in <dir>/<run id>/
     init_from: str | None = None  # NAME[@VERSION] of a published table in the store: warm-start known words
 
     @field_validator("hs")
@@ -213,7 +216,7 @@ class EncoderConfig(Section):
     use_gpu: bool = False
     seed: int = 0
     max_failures: int = Field(1, ge=0)
-    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>
+    checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>; each run in <dir>/<run id>/
 
 
 def _model_kind(value: Any) -> str | None:
@@ -313,11 +316,11 @@ class JobConfig(Section):
 
     @property
     def statistics_uri(self) -> str:
-        return self.statistics.output or join(self.store.uri, "_statistics", self.table)
+        return self.statistics.output or join(self.store.uri, STATISTICS_DIR, self.table)
 
     @property
     def checkpoint_uri(self) -> str:
-        return getattr(self.model, "checkpoint_dir", None) or join(self.store.uri, "_checkpoints", self.table)
+        return getattr(self.model, "checkpoint_dir", None) or join(self.store.uri, CHECKPOINTS_DIR, self.table)
 
 
 class ConfigError(ValueError):

@@ -1,7 +1,10 @@
 """The main job: corpus → statistics (Dask) → training (Ray Train) → evaluation → a new table version.
 
 Nothing is published until every stage has succeeded, and the publish itself is one Delta
-commit, so a failed run leaves the table at its previous version.
+commit, so a failed run leaves the table at its previous version. One run per table at a time:
+a run holds the table's lock (pipelines/ops/lock.py) from before it writes anything until it has
+cleaned up, writes its statistics and checkpoints in a scratch space of its own
+(pipelines/ops/scratch.py), and the processes it starts end with it (pipelines/ops/watchdog.py).
 """
 from __future__ import annotations
 
@@ -22,7 +25,6 @@ from firth.pipelines.evaluate import evaluate
 from firth.pipelines.statistics.engines import open_engine
 from firth.pipelines.statistics.steps import Location, compute_statistics
 from firth.schemas import tables
-from firth.schemas.fs import filesystem, join
 from firth.schemas.store import TableStore
 
 
@@ -35,26 +37,81 @@ class Published:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     skipped: dict = field(default_factory=dict)  # bad records and empty shards, when skipping
     run_id: str = ""  # the run record's id (firth.pipelines.ops.run_records; `firth runs show`, `firth report`)
+    promotion: str | None = None  # what promote_alias did, in words
+    statistics_uri: str | None = None  # this run's statistics (the table's latest now); None if it counted none
 
 
-def run(config: JobConfig, *, fault_injection: str | None = None) -> Published:
-    """Run every stage, with a run record in the store (firth.pipelines.ops.run_records) written at start and end."""
-    from firth.pipelines.ops.run_records import RunRecorder
+def run(config: JobConfig, *, fault_injection: str | None = None, promote_alias: str | None = None) -> Published:
+    """Run every stage under the table's lock (LockHeld, before anything is written, if another run
+    holds it), with a run record in the store (firth.pipelines.ops.run_records). `promote_alias`:
+    then move that alias to the new version if it passes the config's promotion rules."""
+    from firth.pipelines.ops.lock import run_lock
+    from firth.pipelines.ops.run_records import RunRecorder, new_run_id
+    from firth.pipelines.ops.scratch import RunScratch, ScratchRoots
+    from firth.pipelines.ops.watchdog import tie_to_this_process
 
-    with RunRecorder(config.table, config.lineage(), config.store.uri, config.store.storage_options) as recorder:
-        return _run_stages(config, recorder, fault_injection=fault_injection)
+    run_id, store_uri, storage_options = new_run_id(), config.store.uri, config.store.storage_options
+    with run_lock(store_uri, config.table, storage_options, run_id=run_id) as lock:
+        tie_to_this_process()  # Dask's, Beam's and Ray's processes end with this one, even if it is killed
+        _sweep_dead_runs(config, lock, run_id)
+        scratch = RunScratch(ScratchRoots.of(config), run_id)
+        with RunRecorder(config.table, config.lineage(), store_uri, storage_options, run_id=run_id) as recorder:
+            try:
+                published = _run_stages(config, recorder, scratch, fault_injection=fault_injection)
+            except BaseException:
+                scratch.discard()
+                raise
+            scratch.keep()
+        if promote_alias:
+            published.promotion = _promote(config, published.version, promote_alias)
+        return published
 
 
-def _run_stages(config: JobConfig, recorder, *, fault_injection: str | None = None) -> Published:
+def _sweep_dead_runs(config: JobConfig, lock, run_id: str) -> None:
+    """Under the lock: mark the table's dead runs abandoned and remove their scratch; say so when
+    this run took over a dead run's lock."""
+    from firth.pipelines.ops.run_records import RunLog
+    from firth.pipelines.ops.scratch import ScratchRoots, published_by, sweep_dead_runs
+
+    dead, roots = lock.took_over, ScratchRoots.of(config)
+    if dead is not None:
+        state = "its process is gone" if dead.dead_on_this_host() else "its lock expired"
+        print(f"firth: took over table {config.table!r} from run {dead.run_id or '?'} ({dead.owner}; {state})",
+              file=sys.stderr, flush=True)
+    swept = sweep_dead_runs(config.table, roots, RunLog(config.store.uri, roots.storage_options), lambda: run_id,
+                            dead=(dead.run_id,) if dead and dead.run_id else (),
+                            published_by=published_by(config.store.uri, config.table, roots), found_by=f"run {run_id}")
+    if swept.abandoned or swept.removed:
+        print(f"firth: marked {len(swept.abandoned)} dead run(s) abandoned ({', '.join(swept.abandoned) or '-'}) "
+              f"and removed {len(swept.removed)} scratch folder(s) they left", file=sys.stderr, flush=True)
+
+
+def _promote(config: JobConfig, version: int, alias: str) -> str:
+    from firth.schemas.promotion import GateRefused, promote
+
+    store = TableStore(config.store.uri, config.store.storage_options)
+    try:
+        promotion = promote(store, f"{config.table}@{version}", alias, config.promotion.rules)
+    except GateRefused as e:
+        return f"not promoted: {e}"
+    return (f"promoted {config.table}@{alias} -> {version}" if promotion.moved
+            else f"{config.table}@{alias} already points at {version}")
+
+
+def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | None = None) -> Published:
     from firth.workers.trainers import train  # Ray and torch load only when training starts
 
     timings = recorder.timings  # filled by _stage; the run record shares it
     storage_options = config.store.storage_options  # firth.schemas.fs translates them for fsspec
-    location = Location(config.statistics_uri, storage_options)
+    location = Location(scratch.statistics_uri, storage_options, cache_uri=scratch.roots.cache)
 
     summary = vocabulary = None  # models that read the corpus themselves (encoders) skip the statistics
     needs_statistics = getattr(config.model, "needs_statistics", True)
-    with _stage("statistics" if needs_statistics else "corpus", timings):
+
+    def stage(name: str):  # timed, announced, and recorded in the run record as it starts
+        return _stage(name, timings, on_start=recorder.enter_stage)
+
+    with stage("statistics" if needs_statistics else "corpus"):
         shards = list_shards(config.corpus)
         recorder.note_shards([{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards])
         if needs_statistics:
@@ -65,18 +122,17 @@ def _run_stages(config: JobConfig, recorder, *, fault_injection: str | None = No
     # A checkpoint folder per run: a worker failure resumes within the run, but the next
     # nightly run trains afresh instead of resuming this one. Removed once published.
     run_id = recorder.run_id
-    checkpoint_uri = join(config.checkpoint_uri, run_id)
-    with _stage("training", timings):
-        trained = train(config, summary, checkpoint_uri=checkpoint_uri, fault_injection=fault_injection)
+    with stage("training"):
+        trained = train(config, summary, checkpoint_uri=scratch.checkpoint_uri, fault_injection=fault_injection)
 
     metrics = dict(trained.metrics)
     if trained.epoch_losses:
         metrics["final_loss"] = float(trained.epoch_losses[-1])
     if config.evaluation.enabled and trained.vectors is not None:
-        with _stage("evaluation", timings):
+        with stage("evaluation"):
             metrics |= evaluate(vocabulary["token"].to_pylist(), trained.vectors, config.evaluation.analogy_vocab)
 
-    with _stage("publish", timings):
+    with stage("publish"):
         table = trained.table if trained.table is not None else embedding_table(vocabulary, trained.vectors)
         metadata = {
             "model": config.model.model,
@@ -99,12 +155,10 @@ def _run_stages(config: JobConfig, recorder, *, fault_injection: str | None = No
         artifacts = {**statistics_artifacts(location.uri, storage_options), **trained.artifacts}  # + tokenizer.json
         version = store.publish(config.table, table, metadata, artifacts=artifacts)
         recorder.succeeded(version, metadata)
-    fs, path = filesystem(checkpoint_uri, storage_options)
-    if fs.exists(path):  # models without checkpoints (the count-based ones) leave none
-        fs.rm(path, recursive=True)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
                "problems": summary.problems} if summary and (summary.bad_records or summary.empty_shards) else {}
-    return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id)
+    return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id,
+                     statistics_uri=location.uri if summary else None)
 
 
 def embedding_table(vocabulary: pa.Table, vectors: np.ndarray) -> pa.Table:
@@ -117,7 +171,9 @@ def embedding_table(vocabulary: pa.Table, vectors: np.ndarray) -> pa.Table:
 
 
 @contextmanager
-def _stage(name: str, timings: dict[str, float]):
+def _stage(name: str, timings: dict[str, float], on_start=None):
+    if on_start is not None:
+        on_start(name)
     print(f"firth: {name} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:

@@ -54,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config")
     run.add_argument("--store", help="table store URI (overrides the config and $FIRTH_STORE)")
     run.add_argument("--incremental", action="store_true",
-                     help="the nightly run: hold the table's run lock, recount only new and changed shards, "
-                          "publish, and promote the new version through the quality gate")
+                     help="the nightly run: recount only new and changed shards, publish, and promote the new "
+                          "version through the quality gate (every run holds the table's run lock)")
     run.add_argument("--alias", default="production", help="the alias --incremental promotes (default: production)")
     run.set_defaults(command=_run)
 
@@ -86,44 +86,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    """One run per table at a time (the store's run lock: a second run exits 3 naming the holder).
+    --incremental: the statistics' shard cache makes the counting incremental (only shards it
+    has not seen, by content, are read), and the new version is promoted to `--alias` only if it
+    passes the config's promotion rules against the holder."""
     config = load_config(args.config, store=args.store)
     encoder = not getattr(config.model, "needs_statistics", True)
     require("firth run", "stats", "train", *(["encoder"] if encoder else []))
-    if args.incremental:
-        return _run_incremental(args, config)
     from firth.pipelines.job import run
-
-    published = run(config)
-    _print_published(config, published)
-    return 0
-
-
-def _run_incremental(args, config) -> int:
-    """One run per table at a time (the store's run lock); the statistics' shard cache makes the
-    counting incremental (only shards it has not seen, by content, are read); the new version is
-    promoted to `--alias` only if it passes the config's promotion rules against the holder."""
-    from firth.pipelines.job import run
-    from firth.pipelines.ops.lock import LockHeld, run_lock
-    from firth.schemas.promotion import GateRefused, promote
-    from firth.schemas.store import TableStore
+    from firth.pipelines.ops.lock import LockHeld
 
     try:
-        with run_lock(config.store.uri, config.table, config.store.storage_options):
-            published = run(config)
-            _print_published(config, published)
-            store = TableStore(config.store.uri, config.store.storage_options)
-            corpus = store.info(config.table, published.version).metadata.get("corpus", {})
-            print(f"  shards: {len(corpus.get('processed_shards', []))} counted, "
-                  f"{len(corpus.get('reused_shards', []))} reused from the cache")
-            try:
-                promotion = promote(store, f"{config.table}@{published.version}", args.alias, config.promotion.rules)
-                print(f"promoted {config.table}@{args.alias} -> {published.version}" if promotion.moved
-                      else f"{config.table}@{args.alias} already points at {published.version}")
-            except GateRefused as e:
-                print(f"not promoted: {e}")
+        published = run(config, promote_alias=args.alias if args.incremental else None)
     except LockHeld as e:
         print(f"firth: {e}", file=sys.stderr)
         return 3
+    _print_published(config, published)
+    if args.incremental:
+        from firth.schemas.store import TableStore
+
+        store = TableStore(config.store.uri, config.store.storage_options)
+        corpus = store.info(config.table, published.version).metadata.get("corpus", {})
+        print(f"  shards: {len(corpus.get('processed_shards', []))} counted, "
+              f"{len(corpus.get('reused_shards', []))} reused from the cache")
+        print(published.promotion)
     return 0
 
 

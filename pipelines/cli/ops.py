@@ -141,7 +141,8 @@ def _runs_list(args) -> int:
     for r in records:
         total = sum(r.timings.values())
         where = f"@{r.version}" if r.version is not None else ""
-        failure = f"  failed in {r.failed_stage}: {r.error['type']}: {r.error['message'][:80]}" if r.error else ""
+        failed = "died" if r.outcome == "abandoned" else "failed"
+        failure = f"  {failed} in {r.failed_stage}: {r.error['type']}: {r.error['message'][:80]}" if r.error else ""
         print(f"{r.run_id}  {r.table}{where}  {r.outcome:<9} {total:7.1f} s  {len(r.shards)} shards{failure}")
     return 0
 

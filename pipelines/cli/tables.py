@@ -5,7 +5,7 @@
     firth tables versions NAME [--json]
     firth tables promote NAME@VERSION --alias production [--force] [--note TEXT]
     firth tables rollback NAME --alias production
-    firth tables gc NAME [--keep N] [--dry-run] [--json]
+    firth tables gc NAME [--keep N] [--dry-run] [--json]      (also: dead runs' records and scratch)
     firth tables export NAME[@...] OUTPUT [--format word2vec|word2vec-binary|parquet]
 
 The gate rules of `promote` and the default `--keep` of `gc` come from the `promotion:` section
@@ -155,11 +155,35 @@ def _rollback(args, store) -> int:
 
 
 def _gc(args, store) -> int:
+    from firth.pipelines.ops.scratch import ScratchRoots, collect_dead_runs
+
+    # Runs that died (killed, crashed): their records say "abandoned", their scratch goes.
+    roots = (ScratchRoots.of(load_config(args.config)) if args.config
+             else ScratchRoots.default(store.uri, args.name, store.storage_options))
+    swept = collect_dead_runs(store.uri, args.name, roots, orphan_grace_hours=args.orphan_grace_hours,
+                              dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    record = {"table": args.name} | swept.to_json()
+    if (swept.abandoned or swept.removed) and args.name not in store.tables():
+        lines = [f"{args.name}: no version published yet, no data files to collect"]  # every run so far died
+    else:
+        lines = _collect_versions(args, store, verb, record)
+    if swept.abandoned:
+        lines.append(f"{args.name}: {'would mark' if args.dry_run else 'marked'} {len(swept.abandoned)} dead run(s) "
+                     f"abandoned: {', '.join(swept.abandoned)}")
+    if swept.removed:
+        lines.append(f"{args.name}: {verb} {len(swept.removed)} scratch folder(s) of dead runs")
+        lines += [f"  {uri}/" for uri in swept.removed]
+    return _print(args, record, "\n".join(lines))
+
+
+def _collect_versions(args, store, verb: str, record: dict) -> list[str]:
+    """Retention of the table's versions (schemas/retention.py); adds the plan to `record`."""
     from firth.schemas.retention import collect_garbage
 
     keep = args.keep if args.keep is not None else _promotion(args).keep_versions
     plan = collect_garbage(store, args.name, keep, dry_run=args.dry_run, orphan_grace_hours=args.orphan_grace_hours)
-    verb = "would remove" if args.dry_run else "removed"
+    record.update(plan.to_json())
     kept = ", ".join(f"{v} ({'; '.join(why)})" for v, why in sorted(plan.kept.items()))
     lines = [f"{args.name}: kept versions {kept}"]
     if not plan.collected and not plan.orphans:
@@ -172,7 +196,7 @@ def _gc(args, store) -> int:
         lines.append(f"{args.name}: {verb} {len(plan.orphans)} orphans (named by no commit, older than "
                      f"{args.orphan_grace_hours:g} h)")
         lines += [f"  {o}" for o in plan.orphans]
-    return _print(args, plan.to_json(), "\n".join(lines))
+    return lines
 
 
 def _export(args, store) -> int:

@@ -1,1 +1,1 @@
-"""Operating firth: run records, the table lock, job submission, schedules and reports."""
+"""Operating firth: run records, the table lock, each run's scratch space and watchdog, job submission, schedules and reports."""

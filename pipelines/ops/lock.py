@@ -8,8 +8,11 @@ Taking it is one write that succeeds only if no lock exists: on S3 a PUT with
 lock's name (`link` fails if the name exists, and the content is whole when it appears). The lock
 holds JSON naming its holder (host:pid, run id, acquired and expiry times) and a random token.
 
-A crashed holder leaves its lock behind; once `expires_at` has passed, the next run takes it
-over, replacing exactly that stale lock: on S3 a PUT with `If-Match: <stale ETag>`, locally a
+A crashed holder leaves its lock behind. If the holder ran on this host and its process is gone
+(its PID is dead, or now belongs to a process started later), the next run takes the lock over
+at once; a holder on another host is taken over once `expires_at` has passed. `took_over` then
+names the dead holder, so the caller can say so and mark its run abandoned. A takeover replaces
+exactly that stale lock: on S3 a PUT with `If-Match: <stale ETag>`, locally a
 rename of the stale file aside followed by the exclusive create (if the renamed file is not the
 stale one it is put back). Of two runs taking over at once, one wins and the other gets LockHeld.
 Choose ttl_s well above a run's duration, or call `refresh()` during long runs.
@@ -47,7 +50,8 @@ class LockHeld(RuntimeError):
             who = (f"{holder.owner} (run {holder.run_id or '?'}, since {_iso(holder.acquired_at)}, "
                    f"expires {_iso(holder.expires_at)})")
         super().__init__(f"table {table!r} is locked by {who}; only one run per table at a time. Wait for it "
-                         f"to finish, or if that run is dead and cannot wait for the expiry, delete {uri}")
+                         f"to finish; a dead holder on this host is taken over at once, one on another host "
+                         f"at its expiry, or delete {uri} if you know that run is dead")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class Holder:
     acquired_at: float  # epoch seconds
     expires_at: float
     run_id: str | None = None
+    pid_started_at: float | None = None  # the holder process's start (epoch s): tells it from a reused PID
+
+    def dead_on_this_host(self) -> bool:
+        """True only when this holder ran on this host and its process no longer exists."""
+        host, _, pid = self.owner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False  # another host's process cannot be checked from here: its expiry decides
+        return not _process_alive(int(pid), self.pid_started_at)
 
 
 class RunLock:
@@ -69,23 +81,29 @@ class RunLock:
         self.fs, self.path = filesystem(self.uri, dict(storage_options or {}))
         self.local = is_local(self.uri)
         self.holder: Holder | None = None
+        self.took_over: Holder | None = None  # the expired or dead holder this acquire replaced
 
     # --- taking and giving back ---------------------------------------------------------------------
 
     def acquire(self) -> Holder:
-        """Take the lock or raise LockHeld naming the holder; an expired lock is taken over."""
+        """Take the lock or raise LockHeld naming the holder; an expired lock, or one whose holder
+        process is dead on this host, is taken over (`took_over` names it)."""
         holder = self._new_holder()
         if self._create(holder):
             self.holder = holder
             return holder
         current, version = self._read()
-        if current is None or current.expires_at > time.time():
+        if current is None or (current.expires_at > time.time() and not current.dead_on_this_host()):
             raise LockHeld(self.table, current, self.uri)
         if not self._take_over(current, version, holder):
             current, _ = self._read()
             raise LockHeld(self.table, current, self.uri)
-        self.holder = holder
+        self.holder, self.took_over = holder, current
         return holder
+
+    def current(self) -> Holder | None:
+        """The holder of the lock now (None: free), without taking it."""
+        return self._read()[0]
 
     def refresh(self) -> None:
         """Push our expiry ttl_s into the future (long runs); LockHeld if the lock is no longer ours."""
@@ -116,7 +134,8 @@ class RunLock:
 
     def _new_holder(self) -> Holder:
         now = time.time()
-        return Holder(f"{socket.gethostname()}:{os.getpid()}", uuid.uuid4().hex, now, now + self.ttl_s, self.run_id)
+        return Holder(f"{socket.gethostname()}:{os.getpid()}", uuid.uuid4().hex, now, now + self.ttl_s, self.run_id,
+                      _process_started_at(os.getpid()))
 
     def _create(self, holder: Holder) -> bool:
         """Exclusive create; False if a lock exists."""
@@ -198,6 +217,36 @@ def run_lock(store_uri: str, table: str, storage_options: Mapping[str, str] | No
              ttl_s: float = DEFAULT_TTL_S, run_id: str | None = None) -> RunLock:
     """A RunLock for `with`: acquired on entry (LockHeld if taken), released on exit."""
     return RunLock(store_uri, table, storage_options, ttl_s=ttl_s, run_id=run_id)
+
+
+def _process_started_at(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds); None when that is unknown."""
+    try:
+        import psutil  # with the stats and train extras, which every `firth run` has
+    except ImportError:
+        return None
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _process_alive(pid: int, started_at: float | None) -> bool:
+    """Whether process `pid` lives and is the one that started at `started_at` (None: any)."""
+    try:
+        import psutil
+    except ImportError:  # the reader's plain install (`firth tables gc`): cannot tell, so alive
+        return True
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped by its parent
+            return False
+        # a PID reused by a later process is not our holder (creation times agree to clock ticks)
+        return started_at is None or abs(process.create_time() - started_at) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's live process
+        return True
 
 
 def _iso(seconds: float) -> str:

@@ -1,10 +1,12 @@
 """Run records: one JSON file per `firth run`, in the store at `<store>/_runs/<table>/<run_id>.json`.
 
-A record is written when the run starts (outcome "running"), and rewritten when it ends, as
-"succeeded" (with the published version, metrics and stage timings) or "failed" (with the stage
-that failed, the error's type and message). Each write is atomic (firth.schemas.fs.open_atomic), so a
-reader sees a whole record or none; a record left at "running" by a process that was killed stays
-so (its `updated_at` tells how stale it is).
+A record is written when the run starts (outcome "running"), again as each stage starts
+(`stage`), and when it ends, as "succeeded" (with the published version, metrics and stage
+timings) or "failed" (with the stage that failed, the error's type and message). Each write is
+atomic (firth.schemas.fs.open_atomic), so a reader sees a whole record or none. A run that was
+killed cannot write its end: its record says "running" until the next run of the table (which
+takes over the dead run's lock) or `firth tables gc` marks it "abandoned", naming the stage it
+died in (pipelines/ops/scratch.py).
 
 Run ids sort by start time ("20261124T091530123-1a2b3c4d", milliseconds), so listing is a sorted directory listing.
 """
@@ -25,7 +27,7 @@ from firth.schemas.fs import filesystem, join, open_atomic
 from firth.schemas.paths import inside, segment
 
 RUNS_DIR = "_runs"
-OUTCOMES = ("running", "succeeded", "failed")
+OUTCOMES = ("running", "succeeded", "failed", "abandoned")
 STAGE_ATTRIBUTE = "firth_stage"  # set on an exception by firth.pipelines.job._stage: the stage it escaped from
 
 
@@ -49,8 +51,9 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, in stage order
     metrics: dict[str, float] = field(default_factory=dict)
     epoch_losses: list[float] = field(default_factory=list)
-    version: int | None = None  # the table version published (succeeded runs)
-    error: dict | None = None  # {"stage", "type", "message", "traceback"} (failed runs)
+    version: int | None = None  # the table version published (succeeded runs; abandoned ones that got that far)
+    error: dict | None = None  # {"stage", "type", "message", "traceback"} (failed and abandoned runs)
+    stage: str | None = None  # the stage running now, or the last one started
     host: str = field(default_factory=socket.gethostname)
     submission_id: str | None = None  # the Ray job that ran it, when submitted with `firth submit`
 
@@ -104,6 +107,28 @@ class RunLog:
                            f"{', '.join(latest) or 'none yet'}); list them with `firth runs list`")
         return RunRecord.from_json(json.loads(fs.cat_file(paths[0])))
 
+    def exists(self, table: str, run_id: str) -> bool:
+        fs, path = filesystem(self.uri(table, run_id), self.storage_options)
+        fs.invalidate_cache(path)
+        return fs.exists(path)
+
+    def read(self, table: str, run_id: str) -> RunRecord:
+        fs, path = filesystem(self.uri(table, run_id), self.storage_options)
+        fs.invalidate_cache(path)
+        return RunRecord.from_json(json.loads(fs.cat_file(path)))
+
+    def abandon(self, table: str, run_id: str, reason: str, version: int | None = None) -> RunRecord | None:
+        """Mark a dead run's record "abandoned" (only if it still says "running"); the record, or None
+        when it had ended. `version`: what the run published before it died, if anything."""
+        record = self.read(table, run_id)
+        if record.outcome != "running":
+            return None
+        record.outcome, record.version = "abandoned", version
+        record.error = {"stage": record.stage or "outside a stage", "type": "Abandoned", "message": reason,
+                        "traceback": ""}
+        self.write(record)
+        return record
+
     def previous_success(self, record: RunRecord) -> RunRecord | None:
         """The last succeeded run of the same table that started before `record`."""
         earlier = [r for r in self.list(record.table) if r.run_id < record.run_id and r.outcome == "succeeded"]
@@ -133,6 +158,11 @@ class RunRecorder:
     @property
     def timings(self) -> dict[str, float]:
         return self.record.timings
+
+    def enter_stage(self, name: str) -> None:
+        """Record that stage `name` starts (so a record left by a killed run says where it died)."""
+        self.record.stage = name
+        self.log.write(self.record)
 
     def note_shards(self, shards: list[dict]) -> None:
         self.record.shards = list(shards)

@@ -16,7 +16,10 @@ Outputs, under the statistics URI (schemas in schemas/tables.py):
 
     vocabulary.parquet   idf.parquet   tokens/shard-NNNNN.parquet   tfidf/shard-NNNNN.parquet
     cooccurrence/part-BBBBB.parquet    manifest.json (shards, counts, what was skipped, what
-    was processed from source and what was reused from the cache)   cache/ (kept between runs)
+    was processed from source and what was reused from the cache)
+
+and the shard cache under `Location.cache` (by default <statistics URI>/cache; the job gives each
+run a statistics folder of its own and one cache shared by all: pipelines/ops/scratch.py).
 """
 from __future__ import annotations
 
@@ -47,9 +50,14 @@ class Location:
     """Where statistics go, and how to reach it (fsspec storage options)."""
     uri: str
     storage_options: dict
+    cache_uri: str | None = None  # the shard cache (statistics.cache); default <uri>/cache
 
     def __call__(self, *parts: str) -> str:
         return join(self.uri, *parts)
+
+    @property
+    def cache(self) -> str:
+        return self.cache_uri or self("cache")
 
 
 def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, location: Location) -> StatisticsSummary:
@@ -85,7 +93,7 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
     if fs.exists(partials):
         fs.rm(partials, recursive=True)
     if stats.cache:  # keep exactly the entries this run used
-        prune(location("cache"), location.storage_options,
+        prune(location.cache, location.storage_options,
               {shard_key(s, config): key for s, (_, key) in zip(shards, encoded)})
 
     sources = [{"counted": "cache" if reused_counts else "source", "encoded": "cache" if reused_encoding else "source"}
@@ -106,7 +114,7 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
 def count_shard(shard: Shard, config: JobConfig, location: Location,
                 tokenizer=None) -> tuple[kernels.WordCounts, ShardReport, bool]:
     """CountWords: word counts and document frequencies of one shard; True when they came from the cache."""
-    cache = ShardCache(location("cache"), location.storage_options, shard, config) if config.statistics.cache else None
+    cache = ShardCache(location.cache, location.storage_options, shard, config) if config.statistics.cache else None
     cached = cache.load_words() if cache else None
     if cached:
         return *cached, True
@@ -128,24 +136,27 @@ def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: 
     index, shard = indexed_shard
     stats = config.statistics
     runs = _RunSink(location, index, stats, len(vocabulary_tokens))
-    cache = ShardCache(location("cache"), location.storage_options, shard, config) if stats.cache else None
+    cache = ShardCache(location.cache, location.storage_options, shard, config) if stats.cache else None
     cached_words = cache.load_words() if cache else None
     if cached_words is None:  # no cache (or it vanished since CountWords): no shard-local ids either
         _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, None, tokenizer)
         return False, None
     local_to_global = kernels.encode(cached_words[0].words, vocabulary_tokens)  # (n_shard_words,), -1 = OOV
     vocab_key = vocabulary_key(local_to_global >= 0, config)
-    entry = cache.encoded_uri(vocab_key)
-    if cache.has_encoded(vocab_key):
-        _encode_from_cache(entry, location, index, local_to_global, idf, runs)
-        return True, vocab_key
-    cache.clear_encoded(vocab_key)  # an unfinished entry (a crashed run, another memory_mb) may hold stale runs
+    entry = cache.load_encoded(vocab_key)
+    if entry is not None:
+        try:
+            _encode_from_cache(entry, location, index, local_to_global, idf, runs)
+            return True, vocab_key
+        except FileNotFoundError:  # pruned while read (a run of another table sharing this cache)
+            runs.discard()
+    writer = cache.new_writer(vocab_key)  # filled, then named complete: readers never see it half-written
     global_to_local = np.full(len(vocabulary_tokens), -1, np.int32)  # (V,)
     in_shard = np.flatnonzero(local_to_global >= 0)
     global_to_local[local_to_global[in_shard]] = in_shard
-    _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, (entry, global_to_local),
+    _encode_from_source(shard, config, location, index, vocabulary_tokens, idf, runs, (writer, global_to_local),
                         tokenizer)
-    cache.mark_encoded(vocab_key)
+    cache.mark_encoded(vocab_key, writer)
     return False, vocab_key
 
 
@@ -228,12 +239,20 @@ class _RunSink:
         self.shift = bucketing.key_shift(vocab_size)
         # directed entries re-bucketed at once when replaying a cache entry: a quarter of the budget
         self.chunk_rows = max(1024, (stats.memory_bytes) // 4 // (bucketing.BYTES_PER_UNDIRECTED_ENTRY // 2))
-        self._written = 0
+        self._written: list[str] = []
 
     def write(self, bucket: int, piece: kernels.Cooc) -> None:
-        uri = self.location("_partial", f"bucket-{bucket:05d}", f"shard-{self.index:05d}-{self._written:06d}.parquet")
+        uri = self.location("_partial", f"bucket-{bucket:05d}",
+                            f"shard-{self.index:05d}-{len(self._written):06d}.parquet")
         spill_files.write_run(piece, uri, self.location.storage_options)
-        self._written += 1
+        self._written.append(uri)
+
+    def discard(self) -> None:
+        """Remove the runs written so far (a cache replay that failed half-way is redone from source)."""
+        for uri in self._written:
+            fs, path = filesystem(uri, self.location.storage_options)
+            fs.rm(path)
+        self._written = []
 
 
 def merge_bucket(bucket: int, config: JobConfig, location: Location) -> int:

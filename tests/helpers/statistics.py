@@ -36,10 +36,10 @@ def config_for(shards: list[str], **statistics) -> JobConfig:
     return JobConfig.model_validate({"table": "t", "corpus": {"shards": shards}, "statistics": statistics})
 
 
-def run_statistics(output: Path, shards: list[str], *, engine: str = "in-process",
+def run_statistics(output: Path, shards: list[str], *, engine: str = "in-process", cache_uri: Path | None = None,
                    **statistics) -> tuple[StatisticsSummary, Path]:
     config = config_for(shards, **({"engine": engine} if engine != "in-process" else {}), **statistics)
-    location = Location(str(output), {})
+    location = Location(str(output), {}, cache_uri=str(cache_uri) if cache_uri else None)
     with (InProcessEngine() if engine == "in-process" else open_engine(config.statistics)) as runner:
         summary = compute_statistics(list_shards(config.corpus), config, runner, location)
     return summary, output

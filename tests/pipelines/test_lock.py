@@ -1,9 +1,13 @@
 """The run lock: two processes contend, one runs, the other exits naming the holder; expired locks
 are taken over; local and S3 (moto, which enforces If-None-Match and If-Match)."""
+import os
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from firth.pipelines.ops.lock import LockHeld, RunLock, run_lock
@@ -74,3 +78,66 @@ def test_the_lock_on_s3_uses_conditional_writes(s3_bucket):
     assert second._read()[0].run_id == "second"
     second.release()
     assert second._read() == (None, None)
+
+
+def _plant(store, table, **fields):
+    """Write a lock as some other holder left it."""
+    import json
+    import uuid
+    from dataclasses import asdict
+
+    from firth.pipelines.ops.lock import Holder
+
+    now = time.time()
+    holder = Holder(**{"owner": f"{socket.gethostname()}:{os.getpid()}", "token": uuid.uuid4().hex,
+                       "acquired_at": now, "expires_at": now + 3600, **fields})
+    path = Path(store) / "_locks" / f"{table}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(holder)))
+    return holder
+
+
+def test_a_live_holder_on_this_host_keeps_the_lock_but_a_reused_pid_or_a_dead_one_does_not(tmp_path):
+    store = str(tmp_path)
+    started = psutil.Process().create_time()
+    _plant(store, "t", run_id="alive", pid_started_at=started)  # this very process: alive
+    with pytest.raises(LockHeld, match=r"\(run alive,"):
+        RunLock(store, "t", run_id="next").acquire()
+
+    # Same PID, but the process holding it started later than the holder did: the holder is gone.
+    _plant(store, "t", run_id="reused", pid_started_at=started - 3600)
+    lock = RunLock(store, "t", run_id="next")
+    lock.acquire()
+    assert lock.took_over.run_id == "reused" and lock.current().run_id == "next"
+    lock.release()
+
+    # A holder on another host cannot be checked from here: it keeps the lock until it expires.
+    _plant(store, "t", run_id="remote", owner="another-host:1", pid_started_at=1.0)
+    with pytest.raises(LockHeld, match=r"another-host:1 \(run remote,"):
+        RunLock(store, "t", run_id="next").acquire()
+
+
+@pytest.mark.slow
+def test_a_holder_killed_on_this_host_is_taken_over_at_once_naming_its_run(tmp_path):
+    store = str(tmp_path / "store")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, store], cwd=ROOT, text=True, stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(LockHeld, match=rf":{holder.pid} \(run crashed,"):  # alive: held
+        RunLock(store, "wiki", run_id="next").acquire()
+    holder.kill()
+    holder.wait()
+    lock = RunLock(store, "wiki", ttl_s=3600, run_id="next")
+    lock.acquire()  # at once, although the dead holder's lock had an hour to go
+    assert lock.took_over.run_id == "crashed" and lock.took_over.owner.endswith(f":{holder.pid}")
+    assert lock.current().run_id == "next"
+    lock.release()
+    assert sorted(p.name for p in (tmp_path / "store" / "_locks").iterdir()) == []
+
+
+HOLDER = """
+import sys, time
+from firth.pipelines.ops.lock import RunLock
+RunLock(sys.argv[1], "wiki", ttl_s=3600, run_id="crashed").acquire()
+print("held", flush=True)
+time.sleep(120)
+"""

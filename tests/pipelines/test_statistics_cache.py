@@ -1,6 +1,8 @@
 """Incremental statistics: unchanged shards come from the per-shard cache, and the tables always
 equal a full recount without cache."""
 import gzip
+import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
 
@@ -77,3 +79,56 @@ def test_a_word_crossing_min_count_re_encodes_exactly_the_shards_that_contain_it
     assert summary.reused_shards == [str(corpus / "b.txt")]
     assert_same_tables(output, recount(tmp_path, "recount", shards, **settings))
     assert pq.read_table(output / "vocabulary.parquet")["token"].to_pylist() == ["y", "z", "w", "x"]
+
+
+def _entries(cache):
+    """{encoded entry folder: the writer folder its `complete` names}"""
+    return {e: json.loads((e / "complete").read_text())["writer"] for e in sorted(cache.glob("*/encoded-*"))}
+
+
+def test_a_shared_cache_is_never_read_half_written_and_concurrent_writers_do_not_mix(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for n in range(2):
+        sample_shard(n, corpus / f"part-{n}.jsonl.gz")
+    shards = [str(corpus / "*.jsonl.gz")]
+    settings = dict(window=4, min_count=1, n_buckets=2)
+    cache = tmp_path / "cache"  # shared by every run below; each run has its own output folder
+    expected = recount(tmp_path, "recount", shards, **settings)
+
+    # Two runs fill the same entries at once, one of them splitting co-occurrence into many more
+    # runs (a smaller memory budget): each writer has its own folder, and `complete` names one whole.
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda args: run_statistics(tmp_path / args[0], shards, cache_uri=cache, **settings,
+                                                  memory_mb=args[1]), [("a", 128), ("b", 0.2)]))
+    for output in ("a", "b"):
+        assert_same_tables(tmp_path / output, expected)
+    entries = _entries(cache)
+    assert len(entries) == 2
+    reused, _ = run_statistics(tmp_path / "c", shards, cache_uri=cache, **settings)
+    assert len(reused.reused_shards) == 2 and reused.processed_shards == []
+    assert_same_tables(tmp_path / "c", expected)
+
+    # A writer killed half-way leaves a folder that `complete` does not name: never read.
+    entry = next(iter(entries))
+    killed = entry / "w20991231T000000-killed"
+    (killed / "cooc").mkdir(parents=True)
+    (killed / "cooc" / "run-000000.parquet").write_bytes(b"PAR1 half a file")
+    again, _ = run_statistics(tmp_path / "d", shards, cache_uri=cache, **settings)
+    assert len(again.reused_shards) == 2
+    assert_same_tables(tmp_path / "d", expected)
+    assert killed.exists()  # it might still be filling (WRITER_GRACE_S): kept
+
+    # An entry whose named files are not all there is not used: the shard is counted afresh.
+    named = entry / entries[entry]
+    next(named.glob("cooc/run-*.parquet")).unlink()
+    recounted, _ = run_statistics(tmp_path / "e", shards, cache_uri=cache, **settings)
+    assert len(recounted.processed_shards) == 1 and len(recounted.reused_shards) == 1
+    assert_same_tables(tmp_path / "e", expected)
+
+    # Unnamed writer folders older than the grace period go when a run prunes.
+    old = entry / "w20000101T000000-old"
+    old.mkdir()
+    run_statistics(tmp_path / "f", shards, cache_uri=cache, **settings)
+    assert not old.exists() and killed.exists()
+    assert set(_entries(cache)) == set(entries)

@@ -35,7 +35,8 @@ def test_subword_statistics_are_hand_counted_and_ppmi_svd_publishes_with_the_tok
         model={"model": "ppmi_svd", "dim": 2, "context_smoothing": 0.75, "solver": "arpack"},
         evaluation={"enabled": False}))
     published = run(config)
-    statistics = Path(config.statistics_uri)
+    statistics = Path(published.statistics_uri)  # the run's own folder, under config.statistics_uri
+    assert statistics.parent == Path(config.statistics_uri) / "runs"
 
     # units: d1 = a ##b b ##a, d2 = a ##a ##b → ids by count desc, token asc: ##a 0, ##b 1, a 2, b 3
     vocabulary = tables.read_parquet(str(statistics / "vocabulary.parquet"), tables.VOCABULARY)
@@ -76,7 +77,7 @@ def test_lsa_publishes_term_vectors_from_the_svd_of_the_tfidf_matrix(tmp_path):
         tmp_path, shards=1, table="tiny-lsa",
         statistics={"n_workers": 1, "min_count": 3, "window": 5, "n_buckets": 2},
         model={"model": "lsa", "dim": 8, "eigenvalue_weighting": 1.0, "solver": "arpack"}))
-    run(config)
+    published = run(config)
     info = TableStore(config.store.uri).info("tiny-lsa")
     assert info.metadata["model"] == "lsa" and "tokenizer.json" not in info.artifacts
     assert {"wordsim353_spearman", "analogy_accuracy"} <= set(info.metadata["metrics"])
@@ -85,7 +86,7 @@ def test_lsa_publishes_term_vectors_from_the_svd_of_the_tfidf_matrix(tmp_path):
 
     # published vectors are U Σ of the term-document matrix: their Gram matrix is U Σ² Uᵀ, whose
     # eigenvalues are the top singular values squared (of a dense SVD of the same TF-IDF rows)
-    tfidf = read_all(Path(config.statistics_uri) / "tfidf", tables.TFIDF)
+    tfidf = read_all(Path(published.statistics_uri) / "tfidf", tables.TFIDF)
     documents = {d: n for n, d in enumerate(dict.fromkeys(tfidf["doc_id"].to_pylist()))}
     dense = np.zeros((info.rows, len(documents)))
     dense[tfidf["term_id"].to_numpy(), [documents[d] for d in tfidf["doc_id"].to_pylist()]] = tfidf["tfidf"].to_numpy()
