@@ -51,6 +51,17 @@ def test_chunk_rows_give_each_document_once_at_its_best_chunk(tiny_encoder):
     assert hits[1].score == pytest.approx(max(s for s, r in zip(exact_scores[0], _[0]) if r == table.num_rows - 1))
 
 
+def test_exact_index_ranks_as_the_consumer_with_ties_in_row_order():
+    # 40 rows hold one vector and 40 another, shuffled: equal scores come in row order, the first 10
+    vectors = np.tile(np.array([[1, 0], [0, 1]], np.float32), (40, 1))[np.random.default_rng(0).permutation(80)]
+    queries = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+    scores, rows = ExactIndex(vectors).search(queries, 10)
+    for query, (query_scores, query_rows) in enumerate(zip(scores, rows)):
+        best = vectors @ queries[query]  # (80,)
+        assert query_rows.tolist() == np.flatnonzero(best == best.max())[:10].tolist()
+        np.testing.assert_allclose(query_scores, best.max(), rtol=1e-6)
+
+
 def _clustered(n, dim, clusters, seed):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim))
