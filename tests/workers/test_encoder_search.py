@@ -8,7 +8,7 @@ from firth.schemas.tables import document_embedding_schema
 from firth.workers.encoder.inference import document_rows
 from firth.workers.encoder.model import EncoderSpec, build_encoder
 from firth.workers.encoder.search import DocumentSearch, ExactIndex, FaissIndex
-from firth.workers.encoder.subword import train_subword_tokenizer
+from firth.workers.encoder.subword import train_encoder_tokenizer
 
 DOCUMENTS = {
     "argparse": "argparse parses command line options and arguments for python programs",
@@ -21,7 +21,7 @@ DOCUMENTS = {
 
 @pytest.fixture(scope="module")
 def tiny_encoder():
-    tokenizer = train_subword_tokenizer(list(DOCUMENTS.values()) * 5, 300, "wordpiece", min_frequency=1)
+    tokenizer = train_encoder_tokenizer(list(DOCUMENTS.values()) * 5, 300, "wordpiece", min_frequency=1)
     encoder, _ = build_encoder(tokenizer, layers=2, heads=2, hidden_size=32, intermediate_size=64, max_length=12,
                                spec=EncoderSpec("mean", True, 12), seed=3)
     return encoder.eval()

@@ -137,11 +137,11 @@ def _prepare_start(model: EncoderConfig, shards: list[Shard], config: JobConfig,
         encoder = load_encoder(resolve_checkpoint(model.checkpoint), spec)
         encoder.save(folder)
         return
-    from firth.workers.encoder.subword import train_subword_tokenizer
+    from firth.workers.encoder.subword import train_encoder_tokenizer
 
     texts = (text for _, (doc_id, text) in zip(range(model.tokenizer_documents), _documents(shards, config))
              if not is_held_out(doc_id, model.holdout_fraction))
-    tokenizer = train_subword_tokenizer(texts, model.vocab_size, model.tokenizer)
+    tokenizer = train_encoder_tokenizer(texts, model.vocab_size, model.tokenizer)
     spec = EncoderSpec(model.pooling, model.normalize, model.max_length,
                        origin=f"bert layers={model.layers} heads={model.heads} hidden={model.hidden_size}")
     encoder, masked_lm = build_encoder(tokenizer, layers=model.layers, heads=model.heads,
