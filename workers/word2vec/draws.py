@@ -41,7 +41,9 @@ def subsample(ids, start, stop, keep_prob, kept, r):  # pragma: no cover (compil
 
 
 @njit(cache=True, inline="always")
-def reduced_window(window, r):  # pragma: no cover (compiled)
-    """The dynamic window of one position, 1..window; returns (reduced, r)."""
+def window_span(pos, n, window, r):  # pragma: no cover (compiled)
+    """The kept positions [lo, hi) of position pos's dynamic window (pos included) among n kept
+    words, the window reduced by the draw to 1..window on each side; returns (lo, hi, r)."""
     r = next_random(r)
-    return window - np.int64(((r >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32)), r
+    reduced = window - np.int64(((r >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))
+    return max(0, pos - reduced), min(n, pos + reduced + 1), r

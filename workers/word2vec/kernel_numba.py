@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from firth.workers.word2vec.draws import next_random, reduced_window, subsample
+from firth.workers.word2vec.draws import next_random, subsample, window_span
 from firth.workers.word2vec.model import EXP_TABLE_SIZE, MAX_EXP
 
 _TABLE_SCALE = EXP_TABLE_SIZE / (2 * MAX_EXP)
@@ -143,8 +143,7 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
         n, r = subsample(ids, start, doc_offsets[i + 1], keep_prob, kept, r)
         kept_words += n
         for pos in range(n):
-            reduced, r = reduced_window(window, r)
-            lo, hi = max(0, pos - reduced), min(n, pos + reduced + 1)
+            lo, hi, r = window_span(pos, n, window, r)
             if hi - lo < 2:
                 continue
             if sg:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from numba import njit
 
-from firth.workers.word2vec.draws import reduced_window, subsample
+from firth.workers.word2vec.draws import subsample, window_span
 
 # alpha times the curvature a row's summed step may reach. 1 learnt as well as the CPU kernel
 # (0.76 M and 3.1 M words of the benchmark corpus, batch 32 k); 2 diverged to NaN. See below.
@@ -53,11 +53,10 @@ def _word_examples(ids, doc_offsets, keep_prob, sg, window, rng_state):  # pragm
         n, r = subsample(ids, doc_offsets[i], doc_offsets[i + 1], keep_prob, kept, r)
         kept_words += n
         for pos in range(n):
-            reduced, r = reduced_window(window, r)
-            lo, hi = max(0, pos - reduced), min(n, pos + reduced + 1)
-            if hi - lo < 2:
-                continue
-            if sg:
+            lo, hi, r = window_span(pos, n, window, r)
+            if hi - lo < 2:  # no context word: no example
+                pass
+            elif sg:  # one example per context word, the centre word its input
                 for c in range(lo, hi):
                     if c != pos:
                         words[m] = kept[pos]
@@ -65,7 +64,7 @@ def _word_examples(ids, doc_offsets, keep_prob, sg, window, rng_state):  # pragm
                         targets[e] = kept[c]
                         e += 1
                         offsets[e] = m
-            else:
+            else:  # one example, the context words its input, the centre word its target
                 for c in range(lo, hi):
                     if c != pos:
                         words[m] = kept[c]
