@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 

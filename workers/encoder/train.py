@@ -273,10 +273,13 @@ class _EncoderWorker:
         return [self.result.loss, self.result.samples, self.result.seconds]
 
     def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
-        loss, samples, seconds = totals[0] / self.world, int(totals[1]), totals[2] / self.world
+        """The mean of the ranks' losses and training seconds (the steps alone, not the epoch's
+        `seconds`), all their samples; meta's "epochs" gets the epoch's record."""
+        loss, samples, train_seconds = totals[0] / self.world, int(totals[1]), totals[2] / self.world
         record = {"epoch": self.result.epoch, "phase": self.result.phase, "loss": loss, "samples": samples,
-                  "seconds": seconds}
-        return loss, {"samples_per_sec": samples / max(seconds, 1e-9)}, {"epochs": [*meta.get("epochs", []), record]}
+                  "seconds": train_seconds}
+        return (loss, {"samples_per_sec": samples / max(train_seconds, 1e-9)},
+                {"epochs": [*meta.get("epochs", []), record]})
 
     def save(self, folder: Path) -> None:
         keep_mlm = self.training.masked_lm if self.result.epoch < self.settings.mlm_epochs else None

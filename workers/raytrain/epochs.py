@@ -14,13 +14,21 @@ sums, and reports one checkpoint per epoch (workers/raytrain/checkpoints.py). A 
     model.summary(totals, seconds, meta) -> (loss, metrics, meta updates)
                                         from the sums of all ranks
     model.save(folder)                  its files of a checkpoint (rank 0 only)
+
+What stays with each model, because the models genuinely differ there: how it reads and orders
+its data (GloVe's shuffled buffers of matrix entries, word2vec's units in file order in blocks of
+whole documents, the encoder's permutation of rows per epoch); where in its work a sync may fall
+(GloVe cuts its buffers at `points.room`, word2vec syncs between blocks, the encoder never: DDP);
+how its sums make the epoch's loss (entries or examples over all ranks; the mean of the ranks'
+means for the encoder, whose MLM and contrastive epochs also differ in length, hence share(epoch));
+and what its checkpoint holds. The count models (PPMI-SVD, LSA) do not train on Ray: one SVD on the driver.
 """
 from __future__ import annotations
 
 import math
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.distributed as dist

@@ -97,7 +97,7 @@ def fit(start_worker: Callable[[dict, int, int, Path | None, dict], EpochModel],
 
 
 def _per_worker(loop_config: dict) -> None:
-    # Ray Train sets the worker's root logger to INFO; its report lines go there (module docstring)
+    # Ray Train sets the worker's root logger to INFO, and its report lines would go there
     logging.getLogger().setLevel(logging.WARNING)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
