@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
 
-import numpy as np
-import pyarrow as pa
-
 from firth.pipelines.config import JobConfig
 from firth.pipelines.corpus.shards import list_shards
 from firth.pipelines.corpus.tokenizer_choice import statistics_artifacts
 from firth.pipelines.evaluate import evaluate
 from firth.pipelines.statistics.engines import open_engine
 from firth.pipelines.statistics.steps import Location, compute_statistics
-from firth.schemas import tables
+from firth.schemas import export, tables
 from firth.schemas.store import TableStore
 
 
@@ -133,7 +130,8 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
             metrics |= evaluate(vocabulary["token"].to_pylist(), trained.vectors, config.evaluation.analogy_vocab)
 
     with stage("publish"):
-        table = trained.table if trained.table is not None else embedding_table(vocabulary, trained.vectors)
+        table = trained.table if trained.table is not None else export.word_table(
+            vocabulary["token"], trained.vectors, vocabulary["id"], vocabulary["count"])
         metadata = {
             "model": config.model.model,
             "config": config.lineage(),
@@ -159,15 +157,6 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
                "problems": summary.problems} if summary and (summary.bad_records or summary.empty_shards) else {}
     return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id,
                      statistics_uri=location.uri if summary else None)
-
-
-def embedding_table(vocabulary: pa.Table, vectors: np.ndarray) -> pa.Table:
-    """The published table: token, id, count, vector (fixed-size float32 list)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (V, dim)
-    flat = pa.array(vectors.reshape(-1), pa.float32())
-    return pa.table({"token": vocabulary["token"], "id": vocabulary["id"], "count": vocabulary["count"],
-                     "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])},
-                    schema=tables.embedding_schema(vectors.shape[1]))
 
 
 @contextmanager

@@ -66,13 +66,20 @@ class VectorTable:
         scores = self.unit_vectors @ (query / norm)  # (rows,) cosine to every row
         if exclude is not None:
             scores[exclude] = -np.inf
-        k = min(k, len(self) - (exclude is not None))
-        if k <= 0:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        kth = -np.partition(-scores, k - 1)[k - 1]  # the k-th best score
-        top = np.flatnonzero(scores >= kth)  # every row at least that good, ties included
-        top = top[np.lexsort((top, -scores[top]))][:k]  # best first; equal scores by row
-        return top, scores[top]
+        return top_k(scores, min(k, len(self) - (exclude is not None)))
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores) of the k highest of `scores` (rows,), best first; equal scores in row order,
+    so that results are deterministic. The one top-k of word neighbours and document search
+    (firth.workers.encoder.search scores the same way, with the query embedded first)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, np.int64), np.empty(0, scores.dtype)
+    kth = -np.partition(-scores, k - 1)[k - 1]  # the k-th best score
+    top = np.flatnonzero(scores >= kth)  # every row at least that good, ties included
+    top = top[np.lexsort((top, -scores[top]))][:k]  # best first; equal scores by row
+    return top, scores[top]
 
 
 class Embeddings(VectorTable):
@@ -174,6 +181,8 @@ class Embeddings(VectorTable):
 
 
 class Hit(NamedTuple):
+    """One search result: chunk `chunk` of document `doc_id`, its text, its cosine to the query.
+    Documents.search and firth.workers.encoder.search (text queries) both answer with these."""
     doc_id: str
     chunk: int
     text: str | None

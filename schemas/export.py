@@ -79,8 +79,10 @@ def write_bytes(uri: str, body: bytes, storage_options: Mapping[str, Any] | None
         f.write(body)
 
 
-def word_table(tokens: Sequence[str], vectors: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> pa.Table:
-    """A table in embedding_schema(dim): token, id, count, vector."""
+def word_table(tokens: Sequence[str] | pa.Array | pa.ChunkedArray, vectors: np.ndarray,
+               ids: np.ndarray | pa.Array | pa.ChunkedArray, counts: np.ndarray | pa.Array | pa.ChunkedArray) -> pa.Table:
+    """A table in embedding_schema(dim): token, id, count, vector; row i is tokens[i] and vectors[i].
+    The one builder of word tables: the job publishes a vocabulary's columns with it, the consumer exports."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (V, dim)
     dim = vectors.shape[1]
     return pa.table({"token": pa.array(tokens, pa.string()), "id": pa.array(ids, pa.int32()),

@@ -1,10 +1,12 @@
 """Subword tokenizers (WordPiece or BPE, Hugging Face `tokenizers`): train one from a corpus, and use it
 as a drop-in for the regex tokenizer (documents in, token strings + per-document offsets out).
 
-Shared API (statistics here; reusable by any model that needs a trained subword vocabulary):
+Shared API (the statistics' tokenizer here; the one trainer of every subword vocabulary):
 
     train_subword_tokenizer(texts, kind="wordpiece", vocab_size=30_000, lowercase=True,
                             min_frequency=2, special_tokens=(), words_only=True) -> tokenizers.Tokenizer
+    train_subwords(texts, text_pipeline, kind=..., vocab_size=..., min_frequency=..., special_tokens=...)
+                                                                        # any pipeline: an encoder's
     corpus_sample(shards, corpus_config, max_bytes) -> Iterator[str]    # a bounded, streamed sample
     SubwordTokenizer(tokenizer_json)(texts) -> (tokens, offsets)        # as firth.pipelines.corpus.tokenize.Tokenizer
 
@@ -31,7 +33,7 @@ record: statistics and consumers use that file, never a retraining.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
 
 import numpy as np
@@ -53,34 +55,60 @@ _NOT_WORD = r"(?:[^\p{L}\p{N}'’]|(?<![\p{L}\p{N}])['’]|['’](?![\p{L}\p{N}]
 def train_subword_tokenizer(texts: Iterable[str], *, kind: str = "wordpiece", vocab_size: int = 30_000,
                             lowercase: bool = True, min_frequency: int = 2, special_tokens: Sequence[str] = (),
                             words_only: bool = True, show_progress: bool = False) -> Tokenizer:
-    """A WordPiece or BPE tokenizer trained on `texts` (any iterable of documents, read once, streamed).
+    """A WordPiece or BPE tokenizer of the statistics' words (the pipeline of the module docstring),
+    trained on `texts` (any iterable of documents, read once, streamed).
 
     `special_tokens` come first in the vocabulary, after "[UNK]" (e.g. "[CLS]", "[SEP]", "[PAD]",
     "[MASK]" for an encoder); `words_only=False` keeps punctuation as tokens instead of dropping it.
     Training uses all cores (Rust); the result does not depend on how `texts` is batched.
     """
-    if kind not in SUBWORD_KINDS:
-        raise ValueError(f"tokenizer.kind: unknown subword kind {kind!r}; choose one of {SUBWORD_KINDS}")
+    def words(tokenizer: Tokenizer) -> None:
+        steps = [normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else [])
+        if words_only:
+            steps.append(normalizers.Replace(Regex(_NOT_WORD), " "))
+            tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        else:
+            tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.normalizer = normalizers.Sequence(steps)
+        tokenizer.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
+
     specials = [UNKNOWN_TOKEN] + [t for t in special_tokens if t != UNKNOWN_TOKEN]
-    common = dict(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
-                  continuing_subword_prefix=CONTINUATION_PREFIX, show_progress=show_progress)
+    return train_subwords(texts, words, kind=kind, vocab_size=vocab_size, min_frequency=min_frequency,
+                          special_tokens=specials, show_progress=show_progress)
+
+
+def train_subwords(texts: Iterable[str], text_pipeline: Callable[[Tokenizer], None], *, kind: str, vocab_size: int,
+                   min_frequency: int, special_tokens: Sequence[str], continuation_prefix: str | None = CONTINUATION_PREFIX,
+                   initial_alphabet: Sequence[str] = (), show_progress: bool = False) -> Tokenizer:
+    """The one subword trainer: a WordPiece or BPE model learnt from `texts` (read once; blank ones
+    skipped) with `special_tokens` (UNKNOWN_TOKEN among them) as ids 0, 1, ... in their order.
+
+    `text_pipeline(tokenizer)` sets what comes around the model (normalizer, pre-tokenizer,
+    decoder): the statistics' words above, or an encoder's (firth.workers.encoder.subword). A piece
+    that continues a word carries `continuation_prefix` (None: none, as in byte-level BPE, whose
+    pieces are bytes); `initial_alphabet` is in the vocabulary whatever the text.
+    """
+    if kind not in SUBWORD_KINDS:
+        raise ValueError(f"tokenizer.kind: unknown subword kind {kind!r}; choose one of {SUBWORD_KINDS} "
+                         "(an encoder's is model.tokenizer)")
+    if UNKNOWN_TOKEN not in special_tokens:
+        raise ValueError(f"subword tokenizer: the special tokens {list(special_tokens)} lack {UNKNOWN_TOKEN!r}")
+    if vocab_size <= len(special_tokens):
+        raise ValueError(f"vocab_size {vocab_size} leaves no room beyond the {len(special_tokens)} special tokens; "
+                         "use a few thousand or more")
+    prefix = {} if continuation_prefix is None else {"continuing_subword_prefix": continuation_prefix}
+    common = dict(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens),
+                  show_progress=show_progress, **prefix)
     if kind == "wordpiece":
-        model = models.WordPiece(unk_token=UNKNOWN_TOKEN, continuing_subword_prefix=CONTINUATION_PREFIX)
+        model = models.WordPiece(unk_token=UNKNOWN_TOKEN, **prefix)
         trainer = trainers.WordPieceTrainer(**common)
     else:
-        model = models.BPE(unk_token=UNKNOWN_TOKEN, continuing_subword_prefix=CONTINUATION_PREFIX)
-        trainer = trainers.BpeTrainer(**common)
+        model = models.BPE(unk_token=UNKNOWN_TOKEN, **prefix)
+        trainer = trainers.BpeTrainer(**common, initial_alphabet=list(initial_alphabet))
     tokenizer = Tokenizer(model)
-    steps = [normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else [])
-    if words_only:
-        steps.append(normalizers.Replace(Regex(_NOT_WORD), " "))
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    else:
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
+    text_pipeline(tokenizer)
     tokenizer.train_from_iterator(_checked_texts(texts), trainer)
-    if tokenizer.get_vocab_size() <= len(specials):
+    if tokenizer.get_vocab_size() <= len(special_tokens):
         raise ValueError("subword tokenizer: the training text has no word characters; check corpus.text_field "
                          "and that the shards hold text")
     return tokenizer
@@ -91,7 +119,8 @@ def _checked_texts(texts: Iterable[str]) -> Iterator[str]:
         if not isinstance(text, str):
             raise TypeError(f"subword tokenizer training: document {n} is {type(text).__name__}, not str; "
                             "pass an iterable of document texts")
-        yield text
+        if text.strip():  # a blank one adds nothing (byte-level BPE would count its spaces)
+            yield text
 
 
 def corpus_sample(shards: Sequence, corpus_config, max_bytes: int) -> Iterator[str]:

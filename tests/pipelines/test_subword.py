@@ -71,6 +71,8 @@ def test_training_refuses_text_without_words_and_unknown_kinds():
         train_subword_tokenizer(["...", "!!"], vocab_size=50)
     with pytest.raises(ValueError, match="tokenizer.kind"):
         train_subword_tokenizer(TEXTS, kind="unigram")
+    with pytest.raises(ValueError, match="vocab_size 3 leaves no room beyond the 3 special tokens"):
+        train_subword_tokenizer(TEXTS, vocab_size=3, special_tokens=["[CLS]", "[SEP]"])
 
 
 def test_corpus_sample_takes_a_bounded_share_of_every_shard(tmp_path):

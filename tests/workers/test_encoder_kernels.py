@@ -13,7 +13,7 @@ from firth.workers.encoder.objectives import IGNORE_INDEX, contrastive_loss, mas
 from firth.workers.encoder.pairs import corpus_pairs, is_held_out, read_pairs_file
 from firth.workers.encoder.pooling import cls_pool, mean_pool, pool
 from firth.workers.encoder.retrieval import retrieval_metrics, title_and_body
-from firth.workers.encoder.subword import train_subword_tokenizer
+from firth.workers.encoder.subword import train_encoder_tokenizer
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a lazy dog sleeps in the sun all day",
          "python parses command line options with argparse", "the fox and the dog are friends"] * 20
@@ -21,7 +21,7 @@ TEXTS = ["the quick brown fox jumps over the lazy dog", "a lazy dog sleeps in th
 
 @pytest.fixture(scope="module")
 def tiny_encoder():
-    tokenizer = train_subword_tokenizer(TEXTS, 200, "wordpiece", min_frequency=1)
+    tokenizer = train_encoder_tokenizer(TEXTS, 200, "wordpiece", min_frequency=1)
     encoder, _ = build_encoder(tokenizer, layers=2, heads=2, hidden_size=32, intermediate_size=64, max_length=16,
                                spec=EncoderSpec("mean", True, 16))
     return encoder.eval()
@@ -87,12 +87,12 @@ def test_mask_tokens_masks_only_ordinary_tokens_and_labels_them():
 
 
 def test_tokenizer_round_trip():
-    bpe = train_subword_tokenizer(TEXTS, 300, "bpe", min_frequency=1)
+    bpe = train_encoder_tokenizer(TEXTS, 300, "bpe", min_frequency=1)
     text = "The lazy Fox — naïve café, x=1!  twice"
     ids = bpe(text)["input_ids"]
     assert ids[0] == bpe.cls_token_id and ids[-1] == bpe.sep_token_id
     assert bpe.decode(ids, skip_special_tokens=True) == text  # byte-level BPE is lossless
-    wordpiece = train_subword_tokenizer(TEXTS, 200, "wordpiece", min_frequency=1)
+    wordpiece = train_encoder_tokenizer(TEXTS, 200, "wordpiece", min_frequency=1)
     assert wordpiece.decode(wordpiece("The Quick brown FOX")["input_ids"], skip_special_tokens=True) == \
         "the quick brown fox"  # lowercased, pieces joined back into words
     assert wordpiece.pad_token_id == 0 and wordpiece.convert_ids_to_tokens([0, 1, 2, 3, 4]) == \

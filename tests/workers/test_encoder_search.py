@@ -8,7 +8,7 @@ from firth.schemas.tables import document_embedding_schema
 from firth.workers.encoder.inference import document_rows
 from firth.workers.encoder.model import EncoderSpec, build_encoder
 from firth.workers.encoder.search import DocumentSearch, ExactIndex, FaissIndex
-from firth.workers.encoder.subword import train_subword_tokenizer
+from firth.workers.encoder.subword import train_encoder_tokenizer
 
 DOCUMENTS = {
     "argparse": "argparse parses command line options and arguments for python programs",
@@ -21,7 +21,7 @@ DOCUMENTS = {
 
 @pytest.fixture(scope="module")
 def tiny_encoder():
-    tokenizer = train_subword_tokenizer(list(DOCUMENTS.values()) * 5, 300, "wordpiece", min_frequency=1)
+    tokenizer = train_encoder_tokenizer(list(DOCUMENTS.values()) * 5, 300, "wordpiece", min_frequency=1)
     encoder, _ = build_encoder(tokenizer, layers=2, heads=2, hidden_size=32, intermediate_size=64, max_length=12,
                                spec=EncoderSpec("mean", True, 12), seed=3)
     return encoder.eval()
@@ -49,6 +49,17 @@ def test_chunk_rows_give_each_document_once_at_its_best_chunk(tiny_encoder):
     assert hits[0].chunk == 2 and hits[0].score == pytest.approx(1.0, abs=1e-5)
     exact_scores, _ = ExactIndex(search.unit).search(search.embed([table.column("text")[2].as_py()]), table.num_rows)
     assert hits[1].score == pytest.approx(max(s for s, r in zip(exact_scores[0], _[0]) if r == table.num_rows - 1))
+
+
+def test_exact_index_ranks_as_the_consumer_with_ties_in_row_order():
+    # 40 rows hold one vector and 40 another, shuffled: equal scores come in row order, the first 10
+    vectors = np.tile(np.array([[1, 0], [0, 1]], np.float32), (40, 1))[np.random.default_rng(0).permutation(80)]
+    queries = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+    scores, rows = ExactIndex(vectors).search(queries, 10)
+    for query, (query_scores, query_rows) in enumerate(zip(scores, rows)):
+        best = vectors @ queries[query]  # (80,)
+        assert query_rows.tolist() == np.flatnonzero(best == best.max())[:10].tolist()
+        np.testing.assert_allclose(query_scores, best.max(), rtol=1e-6)
 
 
 def _clustered(n, dim, clusters, seed):

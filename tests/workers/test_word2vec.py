@@ -272,14 +272,15 @@ def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_ses
 
 def test_warm_start_maps_published_rows_by_token_and_checks_dim(tmp_path):
     from firth.pipelines.config import JobConfig
-    from firth.pipelines.job import embedding_table
+    from firth.schemas.export import word_table
     from firth.schemas.store import TableStore
     from firth.workers.word2vec.warm_start import warm_start_vectors
 
     vocabulary = pa.table({"token": ["a", "b"], "id": pa.array([0, 1], pa.int32()),
                            "count": pa.array([5, 3], pa.int64())})
     published = np.array([[1, 2], [3, 4]], np.float32)
-    TableStore(str(tmp_path)).publish("w", embedding_table(vocabulary, published), {})
+    TableStore(str(tmp_path)).publish("w", word_table(vocabulary["token"], published, vocabulary["id"],
+                                                        vocabulary["count"]), {})
     config = JobConfig.model_validate({"table": "w2", "corpus": {"shards": ["x"]}, "store": {"uri": str(tmp_path)},
                                        "model": {"model": "word2vec", "dim": 2, "init_from": "w@0"}})
     initial = warm_start_vectors(config, ["b", "new", "a"])  # the new run's vocabulary, by its counts

@@ -1,7 +1,8 @@
 """The training loop of one worker, without Ray: MLM epochs, then contrastive epochs.
 
-Ray Train workers (workers/encoder/train.py) run it under DDP with `rank`/`world` and a callback
-that reports and checkpoints each epoch; the benchmark runs it in one process on one device.
+Ray Train workers (workers/encoder/train.py) run `EncoderTraining` under DDP with `rank`/`world`, an
+epoch at a time, in the shared epoch loop (workers/raytrain/epochs.py: progress, fault hook, a
+checkpoint per epoch); the benchmark runs `fit` in one process on one device.
 
 Data split: each epoch draws one permutation of all rows from (seed, epoch); rank r takes every
 world-th row of it and cuts `steps = rows // (world * batch_size)` batches (the same count on every
@@ -94,33 +95,40 @@ def mlm_step(model: nn.Module, encoder: Encoder, texts: list[str], probability: 
     return out.loss
 
 
-def fit(encoder: Encoder, masked_lm: nn.Module | None, pairs: list[Pair], texts: list[str], settings: TrainSettings, *,
-        device: torch.device, rank: int = 0, world: int = 1, start_epoch: int = 0,
-        optimizer_state: dict | None = None, wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
-        on_step: Callable[[int, int], None] | None = None,
-        on_epoch: Callable[[EpochResult, dict], None] | None = None) -> list[EpochResult]:
-    """Train from `start_epoch` to settings.total_epochs; return this call's epochs.
+class EncoderTraining:
+    """One worker's training across epochs: MLM epochs first, then contrastive ones, a fresh AdamW
+    per phase (resumed from `optimizer_state` in the phase it was saved in), and the generator of
+    the MLM masks. `wrap` turns a module into what is called (DDP under Ray Train)."""
 
-    `wrap` turns a module into what is called (DDP under Ray Train). `on_step(epoch, steps_done)`
-    after each step; `on_epoch(result, optimizer_state)` after each epoch (to report and checkpoint).
-    `optimizer_state` resumes AdamW within the phase it was saved in.
-    """
-    if start_epoch < settings.mlm_epochs and masked_lm is None:
-        raise ValueError("mlm_epochs > 0 needs the encoder's masked-LM form (model.mlm_epochs)")
-    results, phase_optimizer = [], None
-    generator = torch.Generator().manual_seed(settings.seed * 1000 + rank)
-    for epoch in range(start_epoch, settings.total_epochs):
-        phase = "mlm" if epoch < settings.mlm_epochs else "contrastive"
-        trained = masked_lm if phase == "mlm" else encoder
-        if phase_optimizer is None or phase_optimizer[0] != phase:
-            optimizer = torch.optim.AdamW(trained.parameters(), lr=settings.learning_rate)
-            if optimizer_state is not None and optimizer_state.get("phase") == phase:
-                optimizer.load_state_dict(optimizer_state["state"])
-            phase_optimizer, model = (phase, optimizer), wrap(trained)
-        rows = len(texts) if phase == "mlm" else len(pairs)
-        batches = epoch_rows(rows, settings.batch_size, rank, world, settings.seed, epoch)
+    def __init__(self, encoder: Encoder, masked_lm: nn.Module | None, pairs: list[Pair], texts: list[str],
+                 settings: TrainSettings, *, device: torch.device, rank: int = 0, world: int = 1, start_epoch: int = 0,
+                 optimizer_state: dict | None = None, wrap: Callable[[nn.Module], nn.Module] = lambda m: m):
+        if start_epoch < settings.mlm_epochs and masked_lm is None:
+            raise ValueError("mlm_epochs > 0 needs the encoder's masked-LM form (model.mlm_epochs)")
+        self.encoder, self.masked_lm, self.pairs, self.texts, self.settings = encoder, masked_lm, pairs, texts, settings
+        self.device, self.rank, self.world, self.wrap = device, rank, world, wrap
+        self.saved_optimizer = optimizer_state
+        self.phase: str | None = None  # of the current optimizer
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.model: nn.Module | None = None  # what is trained this phase, wrapped
+        self.generator = torch.Generator().manual_seed(settings.seed * 1000 + rank)
+
+    def phase_of(self, epoch: int) -> str:
+        return "mlm" if epoch < self.settings.mlm_epochs else "contrastive"
+
+    def epoch(self, epoch: int, on_step: Callable[[int], None] | None = None) -> EpochResult:
+        """Train `epoch` (0-based); `on_step(steps_done)` after each step."""
+        settings, phase = self.settings, self.phase_of(epoch)
+        trained = self.masked_lm if phase == "mlm" else self.encoder
+        if self.phase != phase:
+            self.optimizer = torch.optim.AdamW(trained.parameters(), lr=settings.learning_rate)
+            if self.saved_optimizer is not None and self.saved_optimizer.get("phase") == phase:
+                self.optimizer.load_state_dict(self.saved_optimizer["state"])
+            self.phase, self.model = phase, self.wrap(trained)
+        rows = len(self.texts) if phase == "mlm" else len(self.pairs)
+        batches = epoch_rows(rows, settings.batch_size, self.rank, self.world, settings.seed, epoch)
         if not batches:
-            raise ValueError(f"{rows} training {'texts' if phase == 'mlm' else 'pairs'} for {world} worker(s) of "
+            raise ValueError(f"{rows} training {'texts' if phase == 'mlm' else 'pairs'} for {self.world} worker(s) of "
                              f"batch_size {settings.batch_size}: not one full batch; lower model.batch_size or give "
                              "more documents")
         phase_epoch = epoch - (0 if phase == "mlm" else settings.mlm_epochs)
@@ -128,23 +136,34 @@ def fit(encoder: Encoder, masked_lm: nn.Module | None, pairs: list[Pair], texts:
         trained.train()
         start, loss_sum = time.perf_counter(), 0.0
         for step, rows_of_batch in enumerate(batches):
-            for group in optimizer.param_groups:
+            for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(phase_epoch * len(batches) + step, total_steps, settings)
             if phase == "mlm":
-                loss = mlm_step(model, encoder, [texts[i] for i in rows_of_batch], settings.mlm_probability, device,
-                                generator)
+                loss = mlm_step(self.model, self.encoder, [self.texts[i] for i in rows_of_batch],
+                                settings.mlm_probability, self.device, self.generator)
             else:
-                loss = contrastive_step(model, encoder, [pairs[i] for i in rows_of_batch], settings.temperature, device)
-            optimizer.zero_grad(set_to_none=True)
+                loss = contrastive_step(self.model, self.encoder, [self.pairs[i] for i in rows_of_batch],
+                                        settings.temperature, self.device)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             loss_sum += float(loss.detach())
             if on_step is not None:
-                on_step(epoch, step + 1)
-        result = EpochResult(epoch + 1, phase, loss_sum / len(batches), len(batches) * settings.batch_size,
-                             time.perf_counter() - start)
-        results.append(result)
-        if on_epoch is not None:
-            on_epoch(result, {"phase": phase, "state": optimizer.state_dict()})
+                on_step(step + 1)
+        return EpochResult(epoch + 1, phase, loss_sum / len(batches), len(batches) * settings.batch_size,
+                           time.perf_counter() - start)
+
+    def optimizer_state(self) -> dict:
+        """What a checkpoint keeps of the optimizer: its phase and state."""
+        return {"phase": self.phase, "state": self.optimizer.state_dict()}
+
+
+def fit(encoder: Encoder, masked_lm: nn.Module | None, pairs: list[Pair], texts: list[str], settings: TrainSettings, *,
+        device: torch.device, start_epoch: int = 0, optimizer_state: dict | None = None) -> list[EpochResult]:
+    """Train in this process from `start_epoch` to settings.total_epochs (the benchmark's local
+    trainer; Ray Train workers run EncoderTraining through workers/raytrain/epochs.py)."""
+    training = EncoderTraining(encoder, masked_lm, pairs, texts, settings, device=device, start_epoch=start_epoch,
+                               optimizer_state=optimizer_state)
+    results = [training.epoch(epoch) for epoch in range(start_epoch, settings.total_epochs)]
     encoder.eval()
     return results

@@ -1,11 +1,13 @@
 """Semantic search over a published document table, with the table's own encoder.
 
     search = open_search("s3://bucket/store", "docs@3", storage_options)
-    search.search("how do I parse command-line options?", k=5)   # [Hit(doc_id, chunk, score, text), ...]
+    search.search("how do I parse command-line options?", k=5)   # [Hit(doc_id, chunk, text, score), ...]
 
 The encoder is the version's "model" artifact, fetched once into a local cache (keyed by the
 publish id, so a version's cache entry never goes stale). Scores are cosine similarities. A table
-of chunk rows answers with documents: each document once, at its best chunk.
+of chunk rows answers with documents: each document once, at its best chunk. The table, its hits
+and exact top-k are the light consumer's (firth.schemas.consumer: Documents, Hit, top_k); this
+module adds what needs the encoder (embedding the query) and the FAISS indexes.
 
 Indexes: "exact" (default) scores every row (one matrix-vector product); "hnsw" and "ivf" are FAISS
 approximate indexes for tables too large for that, whose recall against exact is measured in
@@ -18,35 +20,25 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+
+from firth.schemas.consumer import Documents, Hit, top_k
 
 AUTO_EXACT_ROWS = 200_000
 CANDIDATES_PER_HIT = 4  # approximate indexes fetch k x this rows, so that chunks of one document do not crowd out k
 
 
-class Hit(NamedTuple):
-    doc_id: str
-    chunk: int
-    score: float  # cosine similarity
-    text: str | None
-
-
 class ExactIndex:
-    """Every row scored: (q, dim) queries -> (q, n) scores."""
+    """Every row scored: (q, dim) queries -> (scores, rows), each (q, min(k, n)), best first."""
 
     def __init__(self, unit_vectors: np.ndarray):
         self.vectors = unit_vectors  # (n, dim), rows of length 1
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = queries @ self.vectors.T  # (q, n)
-        k = min(k, scores.shape[1])
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (q, k) unordered
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        rows = np.take_along_axis(top, order, axis=1)
-        return np.take_along_axis(scores, rows, axis=1), rows
+        best = [top_k(scores, k) for scores in queries @ self.vectors.T]  # per query: (rows, scores) (k,)
+        return np.array([s for _, s in best]), np.array([r for r, _ in best])
 
 
 class FaissIndex:
@@ -89,15 +81,12 @@ class DocumentSearch:
 
     def __init__(self, table: pa.Table, encoder, *, ref: str = "documents", index: str = "exact",
                  device: str = "cpu"):
-        vector = table.column("vector").combine_chunks()
-        vectors = vector.flatten().to_numpy(zero_copy_only=False).reshape(len(table), vector.type.list_size)
-        self.unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # (n, dim)
-        if encoder.dim != self.unit.shape[1]:
-            raise ValueError(f"{ref}: vectors have dim {self.unit.shape[1]} but its model gives {encoder.dim}; "
+        documents = Documents.from_table(table, name=ref)
+        self.unit = documents.unit_vectors  # (n, dim)
+        if encoder.dim != documents.dim:
+            raise ValueError(f"{ref}: vectors have dim {documents.dim} but its model gives {encoder.dim}; "
                              "the table and its model artifact do not belong together")
-        self.doc_ids = table.column("doc_id").to_pylist()
-        self.chunks = table.column("chunk").to_numpy()
-        self.texts = table.column("text").to_pylist()
+        self.doc_ids, self.chunks, self.texts = documents.doc_ids, documents.chunks, documents.texts
         self.doc_codes = table.column("doc_id").combine_chunks().dictionary_encode().indices.to_numpy()  # (n,)
         self.chunked = len(np.unique(self.doc_codes)) < len(self.doc_codes)
         self.encoder, self.ref, self.device = encoder, ref, device
@@ -133,7 +122,7 @@ class DocumentSearch:
                 if row < 0 or self.doc_codes[row] in seen:
                     continue
                 seen.add(self.doc_codes[row])
-                hits.append(Hit(self.doc_ids[row], int(self.chunks[row]), float(score), self.texts[row]))
+                hits.append(Hit(self.doc_ids[row], int(self.chunks[row]), self.texts[row], float(score)))
                 if len(hits) == k:
                     break
             results.append(hits)

@@ -5,36 +5,33 @@
           ──> held-out title -> body queries ──> recall@10 / MRR@10 (before and after training)
     model folder ──> firth.workers.encoder.embed (Ray actors) ──> the document table, published by the job
 
-Each Ray Train worker runs firth.workers.encoder.loop.fit on its share of the rows (DDP: gloo on CPU,
-NCCL with bf16 autocast on GPUs). After every epoch rank 0 checkpoints the model folder, AdamW's
-state and meta.json through `ray.train.report`; after a worker failure (FailureConfig) the workers
-restart from the last one. Progress, worker warnings and failures reach the driver through
-workers/raytrain/console.py, as for GloVe.
+Training runs on the one Ray Train harness (workers/raytrain/), as GloVe's and word2vec's: each
+worker runs firth.workers.encoder.loop.EncoderTraining on its share of the rows (DDP: gloo on CPU,
+NCCL with bf16 autocast on GPUs), an epoch at a time, in the shared epoch loop; after every epoch
+rank 0 checkpoints the model folder, AdamW's state and meta.json; after a worker failure
+(FailureConfig) the workers restart from the last one. Progress, worker warnings and failures
+reach the driver through workers/raytrain/console.py.
 """
 from __future__ import annotations
 
 import atexit
 import json
-import logging
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 import ray.train
 import torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from torch.nn.parallel import DistributedDataParallel
 
 from firth.pipelines.config import EncoderConfig, JobConfig
 from firth.pipelines.corpus.shards import Shard, ShardReport, iter_documents, list_shards
-from firth.schemas.fs import filesystem, join, pyarrow_filesystem
-from firth.workers.encoder.loop import EpochResult, TrainSettings, fit, steps_per_epoch
+from firth.schemas.fs import filesystem, join
+from firth.workers.encoder.loop import EncoderTraining, TrainSettings, steps_per_epoch
 from firth.workers.encoder.model import (
     EncoderSpec,
     build_encoder,
@@ -45,14 +42,12 @@ from firth.workers.encoder.model import (
 )
 from firth.workers.encoder.pairs import Pair, corpus_pairs, is_held_out, read_pairs_file
 from firth.workers.encoder.retrieval import title_and_body
-from firth.workers.raytrain.console import PROGRESS_EVERY_S, Channel, Console, FailureCallback, ForwardLogs
-from firth.workers.raytrain.harness import check_gpus, ray_started_here, start_ray, stop_ray
+from firth.workers.raytrain.epochs import EpochPoints
+from firth.workers.raytrain.harness import fit, start_ray, stop_ray
 from firth.workers.trainers import Trained
 
-log = logging.getLogger(__name__)
-
 RUN_NAME = "encoder"
-META_FILE, OPTIMIZER_FILE, MODEL_DIR = "meta.json", "optimizer.pt", "model"  # in each checkpoint
+OPTIMIZER_FILE, MODEL_DIR = "optimizer.pt", "model"  # in each checkpoint, beside its meta.json
 PAIRS_SCHEMA = pa.schema([("anchor", pa.string()), ("positive", pa.string()), ("negative", pa.string())])
 TEXTS_SCHEMA = pa.schema([("text", pa.string())])
 
@@ -137,11 +132,11 @@ def _prepare_start(model: EncoderConfig, shards: list[Shard], config: JobConfig,
         encoder = load_encoder(resolve_checkpoint(model.checkpoint), spec)
         encoder.save(folder)
         return
-    from firth.workers.encoder.subword import train_subword_tokenizer
+    from firth.workers.encoder.subword import train_encoder_tokenizer
 
     texts = (text for _, (doc_id, text) in zip(range(model.tokenizer_documents), _documents(shards, config))
              if not is_held_out(doc_id, model.holdout_fraction))
-    tokenizer = train_subword_tokenizer(texts, model.vocab_size, model.tokenizer)
+    tokenizer = train_encoder_tokenizer(texts, model.vocab_size, model.tokenizer)
     spec = EncoderSpec(model.pooling, model.normalize, model.max_length,
                        origin=f"bert layers={model.layers} heads={model.heads} hidden={model.hidden_size}")
     encoder, masked_lm = build_encoder(tokenizer, layers=model.layers, heads=model.heads,
@@ -203,43 +198,27 @@ def train_encoder(start_uri: str, data: dict, settings: TrainSettings, model: En
                   progress: bool = True) -> tuple[Path, list[dict]]:
     """Train the encoder at `start_uri` with `model.num_workers` Ray Train workers; return the final
     model folder (local) and one record per epoch (loss, samples, seconds: all workers)."""
-    start_ray()
-    own_ray = ray_started_here()  # then worker output reaches the driver through workers/raytrain/console.py only
-    check_gpus(model.use_gpu)
-    storage_fs, storage_path = pyarrow_filesystem(checkpoint_uri, storage_options)
     steps = [steps_per_epoch(data["texts"], settings.batch_size, model.num_workers)] * settings.mlm_epochs + \
             [steps_per_epoch(data["pairs"], settings.batch_size, model.num_workers)] * settings.epochs
-    channel = Channel.remote()
-    try:
-        trainer = TorchTrainer(
-            _train_loop_per_worker,
-            train_loop_config={"start_uri": start_uri, "storage_options": storage_options, "data": {
-                                   k: data[k] for k in ("pairs_uri", "texts_uri")},
-                               "settings": settings.__dict__, "use_gpu": model.use_gpu, "steps": steps,
-                               "fault_injection": fault_injection, "progress": progress, "channel": channel,
-                               "forward_logs": own_ray},
-            scaling_config=ScalingConfig(num_workers=model.num_workers, use_gpu=model.use_gpu),
-            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path, storage_filesystem=storage_fs,
-                                 failure_config=FailureConfig(max_failures=model.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
-                                 callbacks=[FailureCallback(channel)],
-                                 logging_config=LoggingConfig(log_level="WARNING")),
-        )
-        share = max(1, round(sum(steps) / len(steps)))  # steps per epoch (MLM and contrastive epochs may differ)
-        with Console(channel, "Encoder", settings.total_epochs, model.max_failures, [share] * model.num_workers,
-                     progress):
-            result = trainer.fit()
-    finally:
-        ray.kill(channel)
-    if result.checkpoint is None:
-        raise RuntimeError(f"{checkpoint_uri}: the encoder training run ended without a checkpoint")
-    folder = _local_folder("trained")
-    with result.checkpoint.as_directory() as checkpoint:
-        meta = json.loads((Path(checkpoint) / META_FILE).read_text())
-        shutil.copytree(Path(checkpoint) / MODEL_DIR, folder, dirs_exist_ok=True)
+    loop_config = {"start_uri": start_uri, "storage_options": storage_options,
+                   "data": {k: data[k] for k in ("pairs_uri", "texts_uri")}, "settings": settings.__dict__,
+                   "use_gpu": model.use_gpu, "steps": steps, "fault_injection": fault_injection}
+    share = max(1, round(sum(steps) / len(steps)))  # steps per epoch (MLM and contrastive epochs may differ)
+    folder, meta = fit(_EncoderWorker, loop_config, run_name=RUN_NAME, label="Encoder", unit="steps",
+                       num_workers=model.num_workers, use_gpu=model.use_gpu, max_failures=model.max_failures,
+                       epochs=settings.total_epochs, rank_to_share=[share] * model.num_workers,
+                       checkpoint_uri=checkpoint_uri, storage_options=storage_options, progress=progress,
+                       read_result=_trained_model)
     if settings.mlm_epochs:  # publish the encoder alone, without the MLM head
         load_encoder(folder).save(_replace(folder))
     return folder, meta["epochs"]
+
+
+def _trained_model(checkpoint: Path) -> Path:
+    """The last checkpoint's model, copied to a local folder."""
+    folder = _local_folder("trained")
+    shutil.copytree(checkpoint / MODEL_DIR, folder, dirs_exist_ok=True)
+    return folder
 
 
 def _replace(folder: Path) -> Path:
@@ -248,97 +227,61 @@ def _replace(folder: Path) -> Path:
     return folder
 
 
-def _train_loop_per_worker(loop: dict) -> None:
-    logging.getLogger().setLevel(logging.WARNING)  # Ray Train sets the worker's root logger to INFO
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    forward = ForwardLogs(loop["channel"], rank) if loop["forward_logs"] else None
-    loggers = (logging.getLogger(), logging.getLogger("ray.train"))  # ray.train does not propagate
-    if forward is not None:
-        logging.captureWarnings(True)
-        for logger in loggers:
-            logger.addHandler(forward)
-    try:
-        _train(loop, rank, world)
-    finally:  # the failure itself reaches the driver through FailureCallback
-        if forward is not None:
-            for logger in loggers:
-                logger.removeHandler(forward)
+class _EncoderWorker:
+    """One Ray Train worker's encoder (DDP), an EpochModel of workers/raytrain/epochs.py: its epoch
+    is EncoderTraining's; its checkpoint files are the model folder (with the MLM head while MLM
+    epochs remain) and the optimizer's state."""
 
+    syncs_per_epoch = 0  # DDP all-reduces the gradients at every step
 
-def _train(loop: dict, rank: int, world: int) -> None:
-    settings = TrainSettings(**loop["settings"])
-    options = loop["storage_options"]
-    device = ray.train.torch.get_device() if loop["use_gpu"] else torch.device("cpu")
-    folder = Path(tempfile.mkdtemp(prefix="firth-encoder-worker-"))
-    try:
-        meta, optimizer_state = {"epochs_done": 0, "epochs": []}, None
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as saved:
-                shutil.copytree(Path(saved) / MODEL_DIR, folder, dirs_exist_ok=True)
-                meta = json.loads((Path(saved) / META_FILE).read_text())
-                optimizer_state = torch.load(Path(saved) / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+    def __init__(self, loop: dict, rank: int, world: int, folder: Path | None, meta: dict):
+        self.settings = settings = TrainSettings(**loop["settings"])
+        options = loop["storage_options"]
+        self.device = ray.train.torch.get_device() if loop["use_gpu"] else torch.device("cpu")
+        epochs_done = meta.get("epochs_done", 0)
+        with_mlm = epochs_done < settings.mlm_epochs
+        optimizer_state = None
+        if folder is not None:
+            encoder, masked_lm = load_trainable(folder / MODEL_DIR, with_masked_lm=with_mlm)
+            optimizer_state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
         else:
-            fs, path = filesystem(loop["start_uri"], options)
-            fs.get(path.rstrip("/") + "/", str(folder), recursive=True)
-        with_mlm = meta["epochs_done"] < settings.mlm_epochs
-        encoder, masked_lm = load_trainable(folder, with_masked_lm=with_mlm)
-        encoder.to(device)
+            with tempfile.TemporaryDirectory(prefix="firth-encoder-start-") as start:
+                fs, path = filesystem(loop["start_uri"], options)
+                fs.get(path.rstrip("/") + "/", start, recursive=True)
+                encoder, masked_lm = load_trainable(start, with_masked_lm=with_mlm)
+        encoder.to(self.device)
         if masked_lm is not None:
-            masked_lm.to(device)
+            masked_lm.to(self.device)
         pairs_table, texts_table = (_read(loop["data"][k], options) for k in ("pairs_uri", "texts_uri"))
         pairs = [Pair(a, p, n) for a, p, n in zip(*(pairs_table.column(c).to_pylist() for c in PAIRS_SCHEMA.names))]
         texts = texts_table.column("text").to_pylist()
+        wrap = (lambda m: DistributedDataParallel(m, forward_sync_buffers=False)) if world > 1 else (lambda m: m)
+        self.training = EncoderTraining(encoder, masked_lm, pairs, texts, settings, device=self.device, rank=rank,
+                                        world=world, start_epoch=epochs_done, optimizer_state=optimizer_state,
+                                        wrap=wrap)
+        self.steps, self.world = loop["steps"], world
 
-        channel, steps, sent_at = loop["channel"], loop["steps"], [0.0]
-        fault_rank = 1 if world > 1 else 0
-        inject = rank == fault_rank and _fault_pending(loop["fault_injection"])
+    def sync(self) -> None:
+        pass
 
-        def on_step(epoch: int, done: int) -> None:
-            if inject and epoch == 1 and done >= max(1, steps[epoch] // 2):
-                fs, path = filesystem(loop["fault_injection"])
-                fs.touch(path)
-                raise RuntimeError(f"fault injected on rank {rank} in epoch {epoch + 1} (marker {loop['fault_injection']})")
-            if loop["progress"] and time.monotonic() - sent_at[0] >= PROGRESS_EVERY_S:
-                channel.put.remote(("progress", rank, sum(steps[:epoch]) + done))
-                sent_at[0] = time.monotonic()
+    def share(self, epoch: int) -> int:
+        return self.steps[epoch]
 
-        def on_epoch(result: EpochResult, optimizer: dict) -> None:
-            totals = torch.tensor([result.loss, result.samples, result.seconds], dtype=torch.float64, device=device)
-            if world > 1:
-                torch.distributed.all_reduce(totals)  # on the default (gloo or NCCL) group
-            loss, samples, seconds = totals[0].item() / world, int(totals[1].item()), totals[2].item() / world
-            meta["epochs_done"] = result.epoch
-            meta["epochs"].append({"epoch": result.epoch, "phase": result.phase, "loss": loss, "samples": samples,
-                                   "seconds": seconds})
-            if loop["progress"]:
-                channel.put.remote(("progress", rank, sum(steps[:result.epoch])))
-                if rank == 0:
-                    channel.put.remote(("epoch", result.epoch, loss))
-            metrics = {"epoch": result.epoch, "loss": loss, "samples_per_sec": samples / max(seconds, 1e-9)}
-            if rank != 0:
-                ray.train.report(metrics)
-                return
-            with tempfile.TemporaryDirectory() as out:
-                keep_mlm = masked_lm if result.epoch < settings.mlm_epochs else None
-                save_trainable(encoder, keep_mlm, Path(out) / MODEL_DIR)
-                torch.save(optimizer, Path(out) / OPTIMIZER_FILE)
-                (Path(out) / META_FILE).write_text(json.dumps(meta))
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
+    def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
+        """[this rank's mean loss, samples, seconds]"""
+        self.result = self.training.epoch(epoch, points.reached)
+        return [self.result.loss, self.result.samples, self.result.seconds]
 
-        if rank == 0:
-            channel.put.remote(("start", meta["epochs_done"]))
-        wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, forward_sync_buffers=False)) if world > 1 else (lambda m: m)
-        fit(encoder, masked_lm, pairs, texts, settings, device=device, rank=rank, world=world,
-            start_epoch=meta["epochs_done"], optimizer_state=optimizer_state, wrap=wrap, on_step=on_step,
-            on_epoch=on_epoch)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
+        """The mean of the ranks' losses and training seconds (the steps alone, not the epoch's
+        `seconds`), all their samples; meta's "epochs" gets the epoch's record."""
+        loss, samples, train_seconds = totals[0] / self.world, int(totals[1]), totals[2] / self.world
+        record = {"epoch": self.result.epoch, "phase": self.result.phase, "loss": loss, "samples": samples,
+                  "seconds": train_seconds}
+        return (loss, {"samples_per_sec": samples / max(train_seconds, 1e-9)},
+                {"epochs": [*meta.get("epochs", []), record]})
 
-
-def _fault_pending(marker: str | None) -> bool:
-    if not marker:
-        return False
-    fs, path = filesystem(marker)
-    return not fs.exists(path)
+    def save(self, folder: Path) -> None:
+        keep_mlm = self.training.masked_lm if self.result.epoch < self.settings.mlm_epochs else None
+        save_trainable(self.training.encoder, keep_mlm, folder / MODEL_DIR)
+        torch.save(self.training.optimizer_state(), folder / OPTIMIZER_FILE)

@@ -27,15 +27,14 @@ Loss: glove.c's, the mean over all entries of 0.5 f(x) diff^2 taken just before 
 update; the sums and entry counts of all workers are all-reduced, so the figure does not depend
 on the number of workers.
 
-Checkpoints: one per epoch, after the epoch's last sync (when all workers hold the same state);
-rank 0 writes state.npy (params + gradsq) and meta.json (epochs done, losses, seconds) through
-`ray.train.report`; `ray.train.get_checkpoint()` resumes from it after a worker failure
-(FailureConfig) and when a later run uses the same checkpoint_uri (input.json there records the
-input; another input is refused). The shuffle RNG is derived from (seed, epoch, rank), so the
-epoch count is the RNG state and a restored run replays the same order.
-
-Output: workers/raytrain/console.py (one progress bar, worker warnings, failures and restores on the
-driver; Ray's own streaming of worker output is off when this module starts Ray).
+Ray Train: the harness of workers/raytrain/ runs `_GloveWorker` in its per-worker epoch loop
+(epochs.py: sync points, progress, fault hook; one checkpoint per epoch after the epoch's last
+sync, when all workers hold the same state: state.npy (params + gradsq) and meta.json,
+checkpoints.py), restores it after a worker failure or in a later run with the same
+checkpoint_uri (input.json there records the input; another input is refused), and shows one
+progress bar, worker warnings, failures and restores on the driver (console.py). The shuffle
+RNG is derived from (seed, epoch, rank), so the epoch count is the RNG state and a restored run
+replays the same order.
 
 Determinism: a fixed seed and number of CPU workers give identical bytes, a restored run
 included (an all-reduce of two deltas is one addition). Another number of workers changes the
@@ -44,23 +43,23 @@ result (which entries each sees between syncs); on the GPU index_add_ order is n
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
 import ray.train
 import torch
-import torch.distributed as dist
 
 from firth.pipelines.config import GloveConfig, JobConfig
 from firth.schemas.fs import filesystem
 from firth.schemas.statistics import StatisticsSummary
 from firth.schemas.tables import COOCCURRENCE, check
 from firth.workers.glove.model import init_state, published_vectors, sgd_numba, sgd_torch
-from firth.workers.raytrain import harness as raytrain
+from firth.workers.raytrain.checkpoints import claim, load_state, save_state
+from firth.workers.raytrain.epochs import DeltaSync, EpochPoints
+from firth.workers.raytrain.harness import fit
 from firth.workers.trainers import Trained
 
 log = logging.getLogger(__name__)
@@ -112,17 +111,17 @@ def _fit(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *, storage
         log.warning("%s: %d co-occurrence files for %d workers; %d workers will idle (write more buckets: "
                     "statistics.n_buckets)", cooccurrence_uri, len(files), config.num_workers,
                     config.num_workers - len(files))
-    raytrain.claim(checkpoint_uri, storage_options, {"files": files, "vocab_size": vocab_size,
-                                                     **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)},
-                   RESUMABLE_WITH_SAME)
+    claim(checkpoint_uri, storage_options, {"files": files, "vocab_size": vocab_size,
+                                            **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)},
+          RESUMABLE_WITH_SAME)
     rank_to_share = [sum(sum(rows) for _, rows in files[r::config.num_workers]) for r in range(config.num_workers)]
     loop_config = {"uri": cooccurrence_uri, "storage_options": storage_options, "files": files,
                    "vocab_size": vocab_size, "config": config.model_dump(mode="json"),
                    "fault_injection": fault_injection, "sync": sync}
-    state, meta = raytrain.fit(_train, loop_config, run_name=RUN_NAME, label="GloVe", unit="entries",
-                               num_workers=config.num_workers, use_gpu=config.use_gpu,
-                               max_failures=config.max_failures, epochs=config.epochs, rank_to_share=rank_to_share,
-                               checkpoint_uri=checkpoint_uri, storage_options=storage_options, progress=progress)
+    state, meta = fit(_GloveWorker, loop_config, run_name=RUN_NAME, label="GloVe", unit="entries",
+                      num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
+                      epochs=config.epochs, rank_to_share=rank_to_share, checkpoint_uri=checkpoint_uri,
+                      storage_options=storage_options, progress=progress)
     vectors = published_vectors(state[0], vocab_size)  # state: (2, 2V, D+1)
     seconds = sum(meta["epoch_seconds"])
     return GloveResult(vectors=vectors, epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
@@ -189,57 +188,47 @@ def _permuted(parts: list[tuple[np.ndarray, ...]], rng: np.random.Generator) -> 
     return tuple(np.concatenate([p[k] for p in parts])[order] for k in range(3))
 
 
-def _train(loop: dict, rank: int, world: int) -> None:
-    config = GloveConfig.model_validate(loop["config"])
-    vocab_size = loop["vocab_size"]
-    shard = _Shard(loop["uri"], loop["storage_options"], loop["files"][rank::world], vocab_size)
-    state, meta = raytrain.restore()
-    if state is None:
-        state = init_state(vocab_size, config.dim, config.seed)
-        meta = {"epochs_done": 0, "epoch_losses": [], "epoch_seconds": []}
-    device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
-    state_t = torch.from_numpy(state).to(device)  # on CPU: the same memory as `state`
-    sync = raytrain.DeltaSync(state_t, world, loop["sync"])
+class _GloveWorker:
+    """One worker's GloVe: its shard of the matrix, the state, and the kernel for its device (an
+    EpochModel of workers/raytrain/epochs.py)."""
 
-    def train(i: np.ndarray, j: np.ndarray, x: np.ndarray) -> float:
-        if device.type == "cpu":
-            return sgd_numba(state[0], state[1], i, j, x, vocab_size, config.x_max, config.alpha, config.learning_rate)
-        return sgd_torch(state_t[0], state_t[1], *(torch.from_numpy(a).to(device, torch.int64) for a in (i, j)),
-                         torch.from_numpy(x).to(device), vocab_size, config.x_max, config.alpha, config.learning_rate)
+    def __init__(self, loop: dict, rank: int, world: int, folder: Path | None, meta: dict):
+        self.config = config = GloveConfig.model_validate(loop["config"])
+        self.vocab_size, self.rank = loop["vocab_size"], rank
+        self.shard = _Shard(loop["uri"], loop["storage_options"], loop["files"][rank::world], self.vocab_size)
+        self.state = load_state(folder) if folder is not None else init_state(self.vocab_size, config.dim, config.seed)
+        self.device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
+        self.state_t = torch.from_numpy(self.state).to(self.device)  # on CPU: the same memory as `state`
+        self.sync = DeltaSync(self.state_t, world, loop["sync"])
+        self.syncs_per_epoch = config.syncs_per_epoch
 
-    progress = raytrain.Progress(loop, rank)
-    progress.start(meta["epochs_done"])
-    fault_rank = 1 if world > 1 else 0
-    for epoch in range(meta["epochs_done"], config.epochs):
-        start = time.perf_counter()
-        fault_at = shard.n_entries // 2 if epoch == 1 and rank == fault_rank and raytrain.fault_pending(loop) else None
-        # entries done at each sync: even fractions of this worker's share, the last one at its end
-        bounds = [math.ceil(shard.n_entries * k / config.syncs_per_epoch) for k in range(1, config.syncs_per_epoch + 1)]
-        cost, done, syncs = 0.0, 0, 0
-        for i, j, x in shard.shuffled(np.random.default_rng((config.seed, epoch, rank)), config.shuffle_buffer):
+    def share(self, epoch: int) -> int:
+        return self.shard.n_entries
+
+    def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
+        """Shuffled buffers of this worker's entries, cut at the sync points: [cost sum, entries]."""
+        config = self.config
+        cost, done = 0.0, 0
+        for i, j, x in self.shard.shuffled(np.random.default_rng((config.seed, epoch, self.rank)), config.shuffle_buffer):
             pos = 0
             while pos < len(i):
-                while syncs < len(bounds) - 1 and done >= bounds[syncs]:
-                    sync()
-                    syncs += 1
-                take = min(len(i) - pos, bounds[syncs] - done)
-                cost += train(i[pos:pos + take], j[pos:pos + take], x[pos:pos + take])
+                take = min(len(i) - pos, points.room(done))
+                cost += self._train(i[pos:pos + take], j[pos:pos + take], x[pos:pos + take])
                 pos, done = pos + take, done + take
-                progress(epoch * shard.n_entries + done)
-                if fault_at is not None and done >= fault_at:
-                    raytrain.inject_fault(loop["fault_injection"], rank, epoch)
-        if fault_at is not None:  # only a worker without entries gets here: it fails at the epoch's end
-            raytrain.inject_fault(loop["fault_injection"], rank, epoch)
-        for _ in range(syncs, len(bounds)):
-            sync()
-        totals = torch.tensor([cost, done], dtype=torch.float64, device=device)
-        if world > 1:
-            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-        seconds = time.perf_counter() - start
-        loss, entries = float(totals[0] / max(totals[1], 1)), int(totals[1])
-        meta = {**meta, "epochs_done": epoch + 1, "entries": entries, "epoch_losses": [*meta["epoch_losses"], loss],
-                "epoch_seconds": [*meta["epoch_seconds"], seconds]}
-        metrics = {"epoch": epoch + 1, "loss": loss, "entries_per_sec": entries / seconds}
-        progress((epoch + 1) * shard.n_entries, force=True)
-        progress.epoch(epoch + 1, loss)
-        raytrain.report(metrics, (state_t.cpu().numpy(), meta) if rank == 0 else None)
+                points.reached(done)
+        return [cost, done]
+
+    def _train(self, i: np.ndarray, j: np.ndarray, x: np.ndarray) -> float:
+        c = self.config
+        if self.device.type == "cpu":
+            return sgd_numba(self.state[0], self.state[1], i, j, x, self.vocab_size, c.x_max, c.alpha, c.learning_rate)
+        return sgd_torch(self.state_t[0], self.state_t[1],
+                         *(torch.from_numpy(a).to(self.device, torch.int64) for a in (i, j)),
+                         torch.from_numpy(x).to(self.device), self.vocab_size, c.x_max, c.alpha, c.learning_rate)
+
+    def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
+        cost, entries = totals[0], int(totals[1])
+        return cost / max(totals[1], 1), {"entries_per_sec": entries / seconds}, {"entries": entries}
+
+    def save(self, folder: Path) -> None:
+        save_state(folder, self.state_t.cpu().numpy())

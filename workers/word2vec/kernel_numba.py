@@ -20,8 +20,9 @@ the run-wide linear decay).
   (a draw equal to the target is skipped); all output rows of a window are scored before any is
   updated (`_train_targets`); hierarchical softmax: the target's Huffman path.
 
-Random numbers: word2vec.c's 64-bit LCG (x = x * 25214903917 + 11), state passed in and out, so
-a fixed seed and block order give identical results. Loss: -log σ(label-signed score) summed over
+Random numbers: word2vec.c's 64-bit LCG (workers/word2vec/draws.py, with the subsampling and window
+draws the torch kernel shares), state passed in and out, so a fixed seed and block order give
+identical results. Loss: -log σ(label-signed score) summed over
 every output row scored (positive + negatives, or the path), from a log-sigmoid table; `stats`
 collects [loss sum, examples trained, words kept].
 """
@@ -30,15 +31,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from firth.workers.word2vec.draws import next_random, subsample, window_span
 from firth.workers.word2vec.model import EXP_TABLE_SIZE, MAX_EXP
 
-_LCG_A, _LCG_C = np.uint64(25214903917), np.uint64(11)
 _TABLE_SCALE = EXP_TABLE_SIZE / (2 * MAX_EXP)
-
-
-@njit(cache=True, inline="always")
-def _next(r):  # pragma: no cover (compiled)
-    return r * _LCG_A + _LCG_C
 
 
 @njit(cache=True, inline="always")
@@ -99,7 +95,7 @@ def _train_targets(h, grad, targets, n_targets, syn1neg, syn1, negative, hs, cod
             m += 1
             for _ in range(negative):
                 # one draw: the top 32 bits pick a column (multiply-shift, no division), bits 8..31 the coin
-                r = _next(r)
+                r = next_random(r)
                 k = np.int64(((r >> np.uint64(32)) * np.uint64(vocab)) >> np.uint64(32))
                 u = np.float32((r >> np.uint64(8)) & np.uint64(0xFFFFFF)) / np.float32(16777216.0)
                 noise = k if u < alias_prob[k] else np.int64(alias_idx[k])
@@ -144,19 +140,10 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
     for i in range(n_docs):
         start = doc_offsets[i]
         alpha = np.float32(alpha_start + (alpha_end - alpha_start) * ((start - doc_offsets[0]) / total_words))
-        n = 0
-        for t in range(start, doc_offsets[i + 1]):
-            w = ids[t]
-            r = _next(r)
-            if keep_prob[w] < 1.0 and keep_prob[w] < np.float32((r >> np.uint64(16)) & np.uint64(0xFFFF)) / np.float32(65536.0):
-                continue
-            kept[n] = w
-            n += 1
+        n, r = subsample(ids, start, doc_offsets[i + 1], keep_prob, kept, r)
         kept_words += n
         for pos in range(n):
-            r = _next(r)
-            reduced = window - np.int64(((r >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))  # 1..window
-            lo, hi = max(0, pos - reduced), min(n, pos + reduced + 1)
+            lo, hi, r = window_span(pos, n, window, r)
             if hi - lo < 2:
                 continue
             if sg:

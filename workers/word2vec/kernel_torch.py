@@ -1,8 +1,8 @@
 """The GPU kernel: the same model as workers/word2vec/kernel_numba.py in large torch batches.
 
-The CPU lays a block of documents out as training examples (`make_examples`, numba: the same
-subsampling and dynamic window draws as the CPU kernel), each an input (the rows of one word
-for skip-gram, of the window's words for CBOW) and a target word; the device then trains
+The CPU lays a block of documents out as training examples (`make_examples`, numba, with the CPU
+kernel's subsampling and dynamic window draws: workers/word2vec/draws.py), each an input (the rows
+of one word for skip-gram, of the window's words for CBOW) and a target word; the device then trains
 `batch` examples at a time (`train_examples`): h = mean of the input rows (embedding_bag), the
 target and `negative` noise words drawn on the device from the alias table (and/or the target's
 Huffman path) scored in one bmm, and every gradient added with index_add_.
@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from numba import njit
 
+from firth.workers.word2vec.draws import subsample, window_span
+
 # alpha times the curvature a row's summed step may reach. 1 learnt as well as the CPU kernel
 # (0.76 M and 3.1 M words of the benchmark corpus, batch 32 k); 2 diverged to NaN. See below.
 STEP_BOUND = 1.0
-_LCG_A, _LCG_C = np.uint64(25214903917), np.uint64(11)
 
 
 @njit(cache=True)
@@ -49,22 +50,13 @@ def _word_examples(ids, doc_offsets, keep_prob, sg, window, rng_state):  # pragm
     r = rng_state[0]
     e, m, kept_words = 0, 0, 0
     for i in range(doc_offsets.shape[0] - 1):
-        n = 0
-        for t in range(doc_offsets[i], doc_offsets[i + 1]):
-            w = ids[t]
-            r = r * _LCG_A + _LCG_C
-            if keep_prob[w] < 1.0 and keep_prob[w] < np.float32((r >> np.uint64(16)) & np.uint64(0xFFFF)) / np.float32(65536.0):
-                continue
-            kept[n] = w
-            n += 1
+        n, r = subsample(ids, doc_offsets[i], doc_offsets[i + 1], keep_prob, kept, r)
         kept_words += n
         for pos in range(n):
-            r = r * _LCG_A + _LCG_C
-            reduced = window - np.int64(((r >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))
-            lo, hi = max(0, pos - reduced), min(n, pos + reduced + 1)
-            if hi - lo < 2:
-                continue
-            if sg:
+            lo, hi, r = window_span(pos, n, window, r)
+            if hi - lo < 2:  # no context word: no example
+                pass
+            elif sg:  # one example per context word, the centre word its input
                 for c in range(lo, hi):
                     if c != pos:
                         words[m] = kept[pos]
@@ -72,7 +64,7 @@ def _word_examples(ids, doc_offsets, keep_prob, sg, window, rng_state):  # pragm
                         targets[e] = kept[c]
                         e += 1
                         offsets[e] = m
-            else:
+            else:  # one example, the context words its input, the centre word its target
                 for c in range(lo, hi):
                     if c != pos:
                         words[m] = kept[c]

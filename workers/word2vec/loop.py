@@ -1,13 +1,12 @@
 """One worker's word2vec / fastText training loop, without Ray: the tables, the state, the kernel
 for its device, and one epoch over a list of (file, row group) units of the tokens table.
 
-workers/word2vec/train.py runs it inside Ray Train (sync, checkpoints, progress); the GPU
-benchmark runs it alone. `config` is a Word2VecConfig or anything with the same attributes
+workers/word2vec/train.py runs it inside Ray Train (the shared epoch loop of
+workers/raytrain/epochs.py: sync, checkpoints, progress); the GPU benchmark runs it alone. `config` is a Word2VecConfig or anything with the same attributes
 (the benchmark's device machine has no pydantic).
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -103,11 +102,6 @@ class WorkerLoop:
                 done += len(block_ids)
         on_block(done)
         return stats, done
-
-
-def sync_bounds(share: int, syncs: int) -> list[int]:
-    """Words done at each sync: even fractions of a worker's share, the last one at its end."""
-    return [math.ceil(share * k / syncs) for k in range(1, syncs + 1)]
 
 
 def blocks(offsets: np.ndarray, block_words: int):

@@ -29,9 +29,10 @@ negatives, or the Huffman path); the sums and counts of all workers are all-redu
 not depend on the number of workers and cannot overflow (float64 sums). words/s: corpus words
 (before subsampling, all workers) per second of epoch time.
 
-Checkpoints: one per epoch after its last sync; rank 0 writes state.npy and meta.json; a failure
-restores from the last (FailureConfig), and the random state of an epoch is derived from
-(seed, epoch, rank), so a restored run replays the same draws.
+Ray Train: the harness of workers/raytrain/ runs `_Word2VecWorker` in its per-worker epoch loop,
+as GloVe's: sync points, progress, the fault hook, one checkpoint per epoch after its last sync
+(rank 0: state.npy and meta.json); a failure restores from the last (FailureConfig), and the
+random state of an epoch is derived from (seed, epoch, rank), so a restored run replays the same draws.
 
 Determinism: with one worker, one thread, CPU, a fixed seed and the same input, two runs give identical
 bytes (the kernel is single-threaded, and its LCG draws are seeded by (seed, epoch, rank)).
@@ -44,22 +45,23 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import ray.train
 import torch
-import torch.distributed as dist
 
 from firth.pipelines.config import MODEL_CONFIGS, FastTextConfig, JobConfig, Word2VecConfig
 from firth.schemas import subwords, tables
 from firth.schemas.fs import filesystem, join
 from firth.schemas.statistics import StatisticsSummary
-from firth.workers.raytrain import harness as raytrain
+from firth.workers.raytrain.checkpoints import claim, load_state, save_state
+from firth.workers.raytrain.epochs import DeltaSync, EpochPoints
+from firth.workers.raytrain.harness import fit
 from firth.workers.trainers import Trained
-from firth.workers.word2vec.loop import WorkerLoop, read_unit, sync_bounds
+from firth.workers.word2vec.loop import WorkerLoop, read_unit
 from firth.workers.word2vec.model import Layout, init_state, make_layout, word_vectors
 
 log = logging.getLogger(__name__)
@@ -123,17 +125,16 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     fasttext = isinstance(config, FastTextConfig) and config.max_n >= config.min_n
     layout = make_layout(vocabulary, config.dim, config.negative > 0, config.hs,
                          (config.min_n, config.max_n, config.buckets) if fasttext else None)
-    raytrain.claim(checkpoint_uri, storage_options,
-                   {"units": units, "vocabulary": len(vocabulary), "counts": int(np.sum(counts)),
-                    **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
+    claim(checkpoint_uri, storage_options,
+          {"units": units, "vocabulary": len(vocabulary), "counts": int(np.sum(counts)),
+           **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
     loop_config = {"storage_options": storage_options, "rank_to_units": rank_to_units, "counts": np.asarray(counts),
                    "layout": layout, "config": config.model_dump(mode="json"), "fault_injection": fault_injection,
                    "sync": sync, "initial": initial}
-    state, meta = raytrain.fit(_train, loop_config, run_name=config.model, label=config.model, unit="words",
-                               num_workers=config.num_workers, use_gpu=config.use_gpu,
-                               max_failures=config.max_failures, epochs=config.epochs,
-                               rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
-                               checkpoint_uri=checkpoint_uri, storage_options=storage_options, progress=progress)
+    state, meta = fit(_Word2VecWorker, loop_config, run_name=config.model, label=config.model, unit="words",
+                      num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
+                      epochs=config.epochs, rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
+                      checkpoint_uri=checkpoint_uri, storage_options=storage_options, progress=progress)
     seconds = sum(meta["epoch_seconds"])
     return Word2VecResult(vectors=word_vectors(layout, state), bucket_ids=layout.bucket_ids,
                           bucket_vectors=np.ascontiguousarray(state[layout.vocab_size:layout.n_input]),
@@ -168,54 +169,40 @@ def deal(units: list[tuple[str, int, int]], workers: int) -> list[list[tuple[str
     return [sorted(share, key=lambda u: (u[0], u[1])) for share in shares]
 
 
-def _train(loop: dict, rank: int, world: int) -> None:
-    config = MODEL_CONFIGS[loop["config"]["model"]].model_validate(loop["config"])
-    layout: Layout = loop["layout"]
-    units = loop["rank_to_units"][rank]
-    share = sum(u[2] for u in units)  # this worker's words per epoch
-    fs, _ = filesystem(units[0][0] if units else "/", loop["storage_options"])
-    state, meta = raytrain.restore()
-    if state is None:
-        state = init_state(layout, config.seed)
-        if loop["initial"] is not None:  # continued training: known words start from their published rows
-            known = ~np.isnan(loop["initial"]).any(axis=1)
-            state[:layout.vocab_size][known] = loop["initial"][known]
-        meta = {"epochs_done": 0, "epoch_losses": [], "epoch_seconds": []}
-    device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
-    worker = WorkerLoop(config, layout, loop["counts"], device, rank, state)
-    state_t = worker.state_t
-    sync = raytrain.DeltaSync(state_t, world, loop["sync"])
+class _Word2VecWorker:
+    """One worker's word2vec / fastText inside Ray Train: the WorkerLoop (workers/word2vec/loop.py)
+    on this rank's units, as an EpochModel of workers/raytrain/epochs.py."""
 
-    progress = raytrain.Progress(loop, rank)
-    progress.start(meta["epochs_done"])
-    fault_rank = 1 if world > 1 else 0
-    for epoch in range(meta["epochs_done"], config.epochs):
-        start = time.perf_counter()
-        fault = epoch == 1 and rank == fault_rank and raytrain.fault_pending(loop)
-        bounds, syncs = sync_bounds(share, config.syncs_per_epoch), 0
+    def __init__(self, loop: dict, rank: int, world: int, folder: Path | None, meta: dict):
+        config = MODEL_CONFIGS[loop["config"]["model"]].model_validate(loop["config"])
+        layout: Layout = loop["layout"]
+        self.units = loop["rank_to_units"][rank]
+        self.words = sum(u[2] for u in self.units)  # this worker's words per epoch
+        fs, _ = filesystem(self.units[0][0] if self.units else "/", loop["storage_options"])
+        self.read = lambda path, group: read_unit(fs, path, group, layout.vocab_size)
+        if folder is not None:
+            state = load_state(folder)
+        else:
+            state = init_state(layout, config.seed)
+            if loop["initial"] is not None:  # continued training: known words start from their published rows
+                known = ~np.isnan(loop["initial"]).any(axis=1)
+                state[:layout.vocab_size][known] = loop["initial"][known]
+        self.device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
+        self.worker = WorkerLoop(config, layout, loop["counts"], self.device, rank, state)
+        self.sync = DeltaSync(self.worker.state_t, world, loop["sync"])
+        self.syncs_per_epoch = config.syncs_per_epoch
 
-        def on_block(done: int) -> None:
-            nonlocal syncs
-            while syncs < len(bounds) - 1 and done >= bounds[syncs]:  # the last one after the epoch
-                sync()
-                syncs += 1
-            progress(epoch * share + done)
-            if fault and (done >= share // 2 or share == 0):  # a worker with no words fails at once
-                raytrain.inject_fault(loop["fault_injection"], rank, epoch)
+    def share(self, epoch: int) -> int:
+        return self.words
 
-        stats, done = worker.epoch(epoch, units, lambda path, group: read_unit(fs, path, group, layout.vocab_size),
-                                   on_block)
-        for _ in range(syncs, len(bounds)):
-            sync()
-        totals = torch.tensor([stats[0], stats[1], stats[2], done], dtype=torch.float64, device=device)
-        if world > 1:
-            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-        seconds = time.perf_counter() - start
-        loss, words = float(totals[0] / max(float(totals[1]), 1.0)), int(totals[3])
-        meta = {**meta, "epochs_done": epoch + 1, "words": words, "epoch_losses": [*meta["epoch_losses"], loss],
-                "epoch_seconds": [*meta["epoch_seconds"], seconds]}
-        metrics = {"epoch": epoch + 1, "loss": loss, "words_per_sec": words / seconds,
-                   "effective_words_per_sec": float(totals[2]) / seconds}
-        progress((epoch + 1) * share, force=True)
-        progress.epoch(epoch + 1, loss)
-        raytrain.report(metrics, (state_t.cpu().numpy(), meta) if rank == 0 else None)
+    def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
+        """[loss sum, examples, words kept, words]"""
+        stats, done = self.worker.epoch(epoch, self.units, self.read, points.reached)
+        return [*stats, done]
+
+    def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
+        loss, words = totals[0] / max(totals[1], 1.0), int(totals[3])
+        return loss, {"words_per_sec": words / seconds, "effective_words_per_sec": totals[2] / seconds}, {"words": words}
+
+    def save(self, folder: Path) -> None:
+        save_state(folder, self.worker.state_t.cpu().numpy())
