@@ -8,7 +8,7 @@ Semantics (scikit-learn's CountVectorizer convention): each document is lowercas
     tokens: pyarrow LargeStringArray, all tokens of all documents, in order
     offsets: (n_docs + 1,) int64; document d is tokens[offsets[d]:offsets[d + 1]]
 
-Two implementations give identical tokens (tests/test_tokenize.py compares them):
+Two implementations give identical tokens (tests/pipelines/test_tokenize.py compares them):
 
 - any pattern: `pattern.findall` per document (C loop inside `re`), flattened into one array.
 - the default pattern `[^\\W_]+(?:['’][^\\W_]+)*`: a numba scan over the UTF-8 bytes of the Arrow

@@ -11,7 +11,7 @@ module adds what needs the encoder (embedding the query) and the FAISS indexes.
 
 Indexes: "exact" (default) scores every row (one matrix-vector product); "hnsw" and "ivf" are FAISS
 approximate indexes for tables too large for that, whose recall against exact is measured in
-tests/test_encoder_search.py (figures in benchmarks/README.md). "auto": exact up to AUTO_EXACT_ROWS rows, else IVF.
+tests/workers/test_encoder_search.py (figures in benchmarks/README.md). "auto": exact up to AUTO_EXACT_ROWS rows, else IVF.
 """
 from __future__ import annotations
 
