@@ -11,11 +11,7 @@ query also builds the unit-length matrix once, so it is reported apart from the 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +22,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.moto import start_moto  # noqa: E402
 from firth.schemas.consumer import open_embeddings  # noqa: E402
 from firth.schemas.store import TableStore  # noqa: E402
 
@@ -53,28 +50,6 @@ def per_call(fn, calls: int) -> float:
     for i in range(calls):
         fn(i)
     return (time.perf_counter() - start) / calls
-
-
-def start_moto() -> tuple[subprocess.Popen, dict[str, str]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    options = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-west-2",
-               "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-    import s3fs
-
-    s3fs.S3FileSystem(key="bench", secret="bench", client_kwargs={
-        "endpoint_url": options["AWS_ENDPOINT_URL"], "region_name": "us-west-2"}).mkdir("bench", region_name="us-west-2")
-    return process, options
 
 
 def measure(load, lookup, lookup_many, neighbors, args, rng) -> dict[str, float]:

@@ -18,11 +18,9 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 import numpy as np
 import pyarrow as pa
 
+from benchmarks.moto import BUCKET, start_moto  # noqa: E402
 from benchmarks.results import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "publish_races.json"
@@ -117,34 +116,12 @@ def run_round(store_uri: str, options: dict, round_: int, publishers: int) -> di
             "claimed_twice": sorted({v for v in claimed if claimed.count(v) > 1}), "attempts": attempts}
 
 
-def start_moto() -> tuple[subprocess.Popen, str, dict[str, str]]:
-    """moto_server on a free loopback port with one bucket; (process, store URI, deltalake options)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    options = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-west-2",
-               "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-    import s3fs
-
-    client = {"endpoint_url": options["AWS_ENDPOINT_URL"], "region_name": "us-west-2"}
-    s3fs.S3FileSystem(key="bench", secret="bench", client_kwargs=client).mkdir("bench", region_name="us-west-2")
-    return process, "s3://bench/store", options
-
-
 def run_backend(backend: str, rounds: int, publishers: int) -> dict:
     moto, folder = None, None
     try:
         if backend == "s3":
-            moto, store_uri, options = start_moto()
+            moto, options = start_moto()
+            store_uri = f"s3://{BUCKET}/store"
         else:
             folder = tempfile.mkdtemp(prefix="publish-races-")
             store_uri, options = folder, {}
