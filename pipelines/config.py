@@ -14,7 +14,8 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
-from firth.schemas.fs import join
+from firth.schemas.fs import bounded_options, join
+from firth.schemas.refs import validate_name
 
 DEFAULT_STORE = "./firth-store"
 STATISTICS_DIR, CHECKPOINTS_DIR = "_statistics", "_checkpoints"  # <store>/<dir>/<table>: the default scratch roots
@@ -242,7 +243,22 @@ ModelConfig = Annotated[
 
 class StoreConfig(Section):
     uri: str = DEFAULT_STORE  # local directory or s3://bucket/prefix
-    storage_options: dict[str, str] = {}  # deltalake/object_store options (AWS_ENDPOINT_URL, ...)
+    # S3: each request waits at most timeout_s for an answer and is retried at most `retries` times,
+    # so an unreachable endpoint fails a step in about (retries + 1) x timeout_s instead of hanging.
+    # Unset: $FIRTH_STORE_TIMEOUT_S / $FIRTH_STORE_RETRIES, else 15 s and 2 (schemas/fs.py Bounds).
+    # TIMEOUT / MAX_RETRIES in storage_options, if given, take precedence.
+    timeout_s: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0)
+    # deltalake/object_store options (AWS_ENDPOINT_URL, ...); the request bounds are added to them,
+    # so every reader of them (Delta, fsspec) applies the bounds
+    storage_options: dict[str, str] = Field({}, validate_default=True)
+
+    @field_validator("storage_options")
+    @classmethod
+    def _bounded(cls, v, info):
+        if "uri" not in info.data:  # the uri itself was invalid: that error is reported
+            return v
+        return bounded_options(info.data["uri"], v, info.data.get("timeout_s"), info.data.get("retries"))
 
 
 class EvaluationConfig(Section):
@@ -308,6 +324,12 @@ class JobConfig(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig | None = None  # nightly runs: pipelines/ops/schedule.py
+
+    @field_validator("table")
+    @classmethod
+    def _not_reserved(cls, v):
+        validate_name(v)  # the store's own folder names ('tables', 'latest', ...) are refused before any work
+        return v
 
     def lineage(self) -> dict:
         """The config as published with every version: storage options are left out, since they

@@ -10,6 +10,13 @@ S3 goes through s3fs, which the pipeline's extras install. The plain `pip instal
 reader) has no s3fs: there `s3://` falls back to pyarrow's own S3 client behind fsspec's
 ArrowFSWrapper, so the consumer and `firth tables` read (and move aliases) on S3 without
 botocore's ~50 MB. The run lock's conditional create needs s3fs (ops/lock.py).
+
+Every S3 request is bounded: it gives up after `timeout_s` without an answer and is retried at most
+`retries` times (`store.timeout_s`, `store.retries`; else $FIRTH_STORE_TIMEOUT_S, $FIRTH_STORE_RETRIES;
+else 15 s and 2), so an unreachable endpoint fails a call within about (retries + 1) x timeout_s.
+`bounded_options()` writes the bounds as object_store options (deltalake reads them), and
+`filesystem()` hands the same values to s3fs/botocore (or pyarrow's S3 client). `unreachable()`
+recognises the errors they raise when the endpoint does not answer or refuses the connection.
 """
 from __future__ import annotations
 
@@ -18,8 +25,10 @@ import functools
 import io
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import fsspec
@@ -45,9 +54,106 @@ _BOOLEAN = {"AWS_ALLOW_HTTP", "ALLOW_HTTP", "AWS_SKIP_SIGNATURE", "SKIP_SIGNATUR
 _DELTA_ONLY = {
     "AWS_S3_ALLOW_UNSAFE_RENAME", "AWS_CONDITIONAL_PUT", "AWS_S3_LOCKING_PROVIDER", "DELTA_DYNAMO_TABLE_NAME",
     "AWS_COPY_IF_NOT_EXISTS", "AWS_IMDSV1_FALLBACK", "AWS_UNSIGNED_PAYLOAD", "AWS_CHECKSUM_ALGORITHM",
-    "TIMEOUT", "CONNECT_TIMEOUT", "POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE_PER_HOST", "MAX_RETRIES",
-    "RETRY_TIMEOUT", "ALLOW_INVALID_CERTIFICATES",
+    "POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE_PER_HOST", "RETRY_TIMEOUT", "ALLOW_INVALID_CERTIFICATES",
 }
+# Request bounds, object_store key -> botocore Config key (s3fs `config_kwargs`). delta-rs reads
+# object_store's retry settings only under their lowercase names (deltalake 1.6.6 ignores
+# MAX_RETRIES), so those two are written lowercase and count as object_store-style.
+_TIMEOUTS = {"TIMEOUT": "read_timeout", "CONNECT_TIMEOUT": "connect_timeout"}
+_RETRY_KEYS = ("max_retries", "retry_timeout")
+
+DEFAULT_TIMEOUT_S, DEFAULT_RETRIES = 15.0, 2  # a dead endpoint fails a request in ~50 s
+TIMEOUT_ENV, RETRIES_ENV = "FIRTH_STORE_TIMEOUT_S", "FIRTH_STORE_RETRIES"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long one object-store request may wait for an answer, and how often it is retried."""
+    timeout_s: float
+    retries: int
+
+    @classmethod
+    def resolve(cls, timeout_s: float | None = None, retries: int | None = None) -> "Bounds":
+        """The given values, else $FIRTH_STORE_TIMEOUT_S / $FIRTH_STORE_RETRIES, else the defaults."""
+        if timeout_s is None:
+            timeout_s = _env_number(TIMEOUT_ENV, float, DEFAULT_TIMEOUT_S)
+        if retries is None:
+            retries = _env_number(RETRIES_ENV, int, DEFAULT_RETRIES)
+        return cls(float(timeout_s), int(retries))
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any] | None, timeout_s: float | None = None,
+           retries: int | None = None) -> "Bounds":
+        """The bounds object_store-style `options` set (TIMEOUT, MAX_RETRIES), else `timeout_s` and
+        `retries`, else the environment's, else the defaults."""
+        given = {str(k).upper(): v for k, v in (options or {}).items()}
+        return cls.resolve(_seconds("TIMEOUT", given["TIMEOUT"]) if "TIMEOUT" in given else timeout_s,
+                           _count("MAX_RETRIES", given["MAX_RETRIES"]) if "MAX_RETRIES" in given else retries)
+
+
+def _env_number(name: str, kind: type, default):
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value < 0 or (kind is float and value == 0):
+        raise ValueError(f"${name}={text!r}: expected {'seconds > 0' if kind is float else 'a count >= 0'}, "
+                         f"e.g. {name}={default}")
+    return value
+
+
+def _seconds(key: str, value: Any) -> float:
+    """object_store durations ("15s", "1500ms", "2m" or bare seconds) in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*", str(value))
+    if not match:
+        raise ValueError(f"storage option {key!r}: expected a duration such as '15s' or '1500ms', got {value!r}")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0}[unit]
+
+
+def _count(key: str, value: Any) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise ValueError(f"storage option {key!r}: expected a count >= 0, got {value!r}")
+    return count
+
+
+def bounded_options(uri: str, options: Mapping[str, Any] | None, timeout_s: float | None = None,
+                    retries: int | None = None) -> dict[str, str]:
+    """object_store-style `options` with request bounds added for an S3 `uri` (others unchanged).
+
+    Bounds already in `options` (TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, RETRY_TIMEOUT) are kept;
+    the rest come from `timeout_s` / `retries`, else the environment, else the defaults.
+    """
+    bounded = {(k.lower() if k.lower() in _RETRY_KEYS else k): str(v) for k, v in (options or {}).items()}
+    if not _is_s3(uri):
+        return bounded
+    given = {k.upper() for k in bounded}
+    bounds = Bounds.of(bounded, timeout_s, retries)
+    milliseconds = f"{round(bounds.timeout_s * 1000)}ms"
+    defaults = {"TIMEOUT": milliseconds, "CONNECT_TIMEOUT": milliseconds, "max_retries": str(bounds.retries),
+                # object_store stops retrying this long after the first attempt (its default is 3 minutes)
+                "retry_timeout": f"{round(bounds.timeout_s * (bounds.retries + 1) * 1000)}ms"}
+    return bounded | {k: v for k, v in defaults.items() if k.upper() not in given}
+
+
+def _is_s3(uri: str) -> bool:
+    return str(uri).startswith(("s3://", "s3a://"))
+
+
+def _s3_bounds(options: dict[str, Any]) -> dict[str, Any]:
+    """fsspec-style s3fs options with botocore's timeouts and retries set (those given are kept)."""
+    bounds = Bounds.resolve()
+    config_kwargs = {"connect_timeout": bounds.timeout_s, "read_timeout": bounds.timeout_s,
+                     "retries": {"max_attempts": bounds.retries, "mode": "standard"},
+                     **(options.get("config_kwargs") or {})}
+    return {**options, "config_kwargs": config_kwargs}
 
 
 def fsspec_options(object_store_options: Mapping[str, str] | None) -> dict[str, Any]:
@@ -60,24 +166,31 @@ def fsspec_options(object_store_options: Mapping[str, str] | None) -> dict[str, 
     """
     options: dict[str, Any] = {}
     client_kwargs: dict[str, Any] = {}
+    config_kwargs: dict[str, Any] = {}
     for raw_key, value in (object_store_options or {}).items():
         key = str(raw_key).upper()
         if key in _TOP_LEVEL:
             options[_TOP_LEVEL[key]] = value
         elif key in _CLIENT_KWARGS:
             client_kwargs[_CLIENT_KWARGS[key]] = value
+        elif key in _TIMEOUTS:
+            config_kwargs[_TIMEOUTS[key]] = _seconds(raw_key, value)
+        elif key == "MAX_RETRIES":
+            config_kwargs["retries"] = {"max_attempts": _count(raw_key, value), "mode": "standard"}  # retries after the first
         elif key in _BOOLEAN:
             flag = _boolean(raw_key, value)
             if key.endswith("SKIP_SIGNATURE") and flag:
                 options["anon"] = True
         elif key not in _DELTA_ONLY:
-            known = sorted({*_TOP_LEVEL, *_CLIENT_KWARGS, *_BOOLEAN, *_DELTA_ONLY})
+            known = sorted({*_TOP_LEVEL, *_CLIENT_KWARGS, *_BOOLEAN, *_DELTA_ONLY, *_TIMEOUTS, "MAX_RETRIES"})
             raise ValueError(
                 f"storage option {raw_key!r}: not a known object_store (deltalake) option, so it cannot be "
                 f"translated for fsspec. Known: {', '.join(known)}. For fsspec-style options "
                 "(key, secret, client_kwargs) use lowercase keys and do not mix the two styles.")
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
+    if config_kwargs:
+        options["config_kwargs"] = config_kwargs
     return options
 
 
@@ -93,7 +206,7 @@ def _boolean(key: str, value: Any) -> bool:
 def is_object_store_style(options: Mapping[str, Any] | None) -> bool:
     """True when every key is UPPER_CASE (object_store style); raise when the styles are mixed."""
     keys = [str(k) for k in (options or {})]
-    upper = [k for k in keys if k == k.upper()]
+    upper = [k for k in keys if k == k.upper() or k in _RETRY_KEYS]
     if upper and len(upper) != len(keys):
         lower = sorted(set(keys) - set(upper))
         raise ValueError(
@@ -127,9 +240,14 @@ def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tu
     options = dict(storage_options or {})
     if is_object_store_style(options):
         options = fsspec_options(options) if not is_local(str(uri)) else {}
+    if not _is_s3(uri):
+        return url_to_fs(str(uri), **options)
+    options = _s3_bounds(options)
     if str(uri).startswith("s3://") and not _has_s3fs():
         return _pyarrow_s3(options), str(uri).removeprefix("s3://").rstrip("/")
-    return url_to_fs(str(uri), **options)
+    fs, path = url_to_fs(str(uri), **options)
+    fs.retries = 1  # botocore retries each request (config_kwargs); s3fs would retry each of those 5 times
+    return fs, path
 
 
 @functools.cache
@@ -144,8 +262,10 @@ def _has_s3fs() -> bool:
 def _pyarrow_s3(options: Mapping[str, Any]) -> fsspec.AbstractFileSystem:
     """pyarrow's S3 client as an fsspec filesystem, from fsspec-style (s3fs) options."""
     client = dict(options.get("client_kwargs") or {})
-    unknown = set(options) - {"key", "secret", "token", "anon", "client_kwargs"}
+    bounds = dict(options.get("config_kwargs") or {})  # _s3_bounds: the same timeouts and retries as botocore's
+    unknown = set(options) - {"key", "secret", "token", "anon", "client_kwargs", "config_kwargs"}
     unknown |= set(client) - {"endpoint_url", "region_name"}
+    unknown |= {f"config_kwargs.{k}" for k in set(bounds) - {"connect_timeout", "read_timeout", "retries"}}
     if unknown:
         raise ValueError(f"storage options {sorted(unknown)}: need s3fs, which this install lacks; "
                          "install it (pip install s3fs, or 'firth[stats]') or leave them out")
@@ -153,10 +273,13 @@ def _pyarrow_s3(options: Mapping[str, Any]) -> fsspec.AbstractFileSystem:
     endpoint = client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     scheme, _, host = endpoint.partition("://") if endpoint else (None, "", None)
+    retries = (bounds.get("retries") or {}).get("max_attempts")
     return ArrowFSWrapper(pafs.S3FileSystem(
         access_key=options.get("key"), secret_key=options.get("secret"), session_token=options.get("token"),
         anonymous=bool(options.get("anon")), region=region,
-        endpoint_override=host or None, scheme=scheme or None))
+        endpoint_override=host or None, scheme=scheme or None,
+        connect_timeout=bounds.get("connect_timeout"), request_timeout=bounds.get("read_timeout"),
+        retry_strategy=None if retries is None else pafs.AwsStandardS3RetryStrategy(max_attempts=retries + 1)))
 
 
 def pyarrow_filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[pafs.FileSystem, str]:
@@ -210,3 +333,39 @@ def open_atomic(uri: str, storage_options: Mapping[str, Any] | None = None) -> I
         buffer = io.BytesIO()
         yield buffer
         fs.pipe_file(path, buffer.getvalue())
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """An object store that did not answer in time (`timed_out`) or refused or dropped the connection."""
+    timed_out: bool
+    request: str  # the failed request as the error names it ("GET http://host/bucket/key"), or ""
+
+
+# botocore / aiohttp / fsspec error classes that mean "no answer" or "no connection", and the
+# messages that say the same where only text survives (object_store's OSError from deltalake,
+# a Ray worker's error re-raised on the driver).
+_TIMEOUT_CLASSES = {"ReadTimeoutError", "ConnectTimeoutError", "ServerTimeoutError", "FSTimeoutError"}
+_CONNECTION_CLASSES = {"EndpointConnectionError", "ConnectionClosedError", "ClientConnectorError",
+                       "ServerDisconnectedError"}
+_UNREACHABLE_TEXT = re.compile(r"error sending request|(Read|Connect) timeout on endpoint URL|"
+                               r"Could not connect to the endpoint URL")
+_REQUEST_TEXT = re.compile(r'Error performing (\w+ \S+)|endpoint URL: "([^"]+)"')
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def unreachable(error: BaseException | None) -> Unreachable | None:
+    """How `error`, or any error in its chain of causes, says the object store was unreachable; None
+    if it does not."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        names = {c.__name__ for c in type(error).__mro__
+                 if c.__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "fsspec", "s3fs")}
+        text = _ANSI.sub("", str(error))
+        if names & (_TIMEOUT_CLASSES | _CONNECTION_CLASSES) or _UNREACHABLE_TEXT.search(text):
+            request = _REQUEST_TEXT.search(text)
+            return Unreachable(bool(names & _TIMEOUT_CLASSES) or "timed out" in text or "timeout on" in text,
+                               next(filter(None, request.groups()), "") if request else "")
+        error = error.__cause__ or error.__context__
+    return None

@@ -49,7 +49,8 @@ from firth.schemas.delta_format import (
     verify_version,
 )
 from firth.schemas.errors import CollectedError, NotFoundError, StoreError, UnsafePathError
-from firth.schemas.fs import filesystem, is_object_store_style, join, normalize_uri, pyarrow_filesystem
+from firth.schemas.fs import (bounded_options, filesystem, is_object_store_style, join, normalize_uri,
+                             pyarrow_filesystem)
 from firth.schemas.paths import SEGMENT, artifact_folder, inside
 from firth.schemas.retention import read_collected
 from firth.schemas.tables import check, published_schema
@@ -99,7 +100,7 @@ class TableStore:
             raise StoreError(f"store {uri}: storage_options must be deltalake/object_store-style "
                              f"(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...), got {sorted(options)}")
         self.uri = normalize_uri(uri)
-        self.storage_options = {k: str(v) for k, v in options.items()}
+        self.storage_options = bounded_options(self.uri, options)  # S3: every request has a timeout and retry limit
 
     def __repr__(self) -> str:
         return f"TableStore({self.uri!r})"

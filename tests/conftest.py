@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
+
+from tests.helpers.s3 import S3_REGION, MotoServer, free_port  # noqa: F401  (free_port: used by test modules)
 
 # Local Ray for the tests: on loopback, no usage reporting, and a short worker health-check
 # interval (the 2 s default adds ~5 s to every Ray Train run).
@@ -17,36 +14,24 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
-S3_REGION = "us-west-2"  # moto refuses bucket creation in us-east-1 without a location constraint
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible HTTP server (moto_server) on 127.0.0.1 for the whole session."""
-    port = free_port()
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("moto_server did not start")
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = MotoServer()
+    yield server.endpoint
+    server.stop()
+
+
+@pytest.fixture
+def own_s3():
+    """A moto_server of the test's own with a bucket 'own', which the test may freeze or stop
+    (tests/helpers/s3.py); the shared `s3_server` is never disturbed."""
+    server = MotoServer()
+    try:
+        server.make_bucket("own")
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
