@@ -11,6 +11,9 @@ def open_store(args):
     from firth.schemas.store import TableStore
 
     if args.store or os.environ.get("FIRTH_STORE") or not args.config:
-        return TableStore(args.store or os.environ.get("FIRTH_STORE") or DEFAULT_STORE)
-    config = load_config(args.config)
-    return TableStore(config.store.uri, config.store.storage_options)
+        store = TableStore(args.store or os.environ.get("FIRTH_STORE") or DEFAULT_STORE)
+    else:
+        config = load_config(args.config)
+        store = TableStore(config.store.uri, config.store.storage_options)
+    args.store_uri, args.store_options = store.uri, store.storage_options  # named when the store fails
+    return store

@@ -7,7 +7,11 @@
     firth submit | jobs | runs | report | schedule   (pipelines/cli/ops.py)
 
 The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
-./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables.
+./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables; each
+S3 request waits at most $FIRTH_STORE_TIMEOUT_S (15) seconds and is retried $FIRTH_STORE_RETRIES
+(2) times, or the config's store.timeout_s / store.retries. A failure is one line on stderr and an
+exit code (pipelines/cli/failures.py: 1 unexpected, 2 bad input, 3 lock held, 4 store unreachable);
+`firth --debug ...` also prints the traceback, which always goes to the debug log.
 """
 from __future__ import annotations
 
@@ -18,36 +22,55 @@ import sys
 
 from firth.pipelines.cli.common import open_store
 from firth.pipelines.cli.extras import MissingExtra, missing_extra, require
+from firth.pipelines.cli.failures import DEBUG_LOG_ENV, EXIT_CODES_HELP, debug_log_path, report_failure
 from firth.pipelines.cli.tables import add_tables_commands
-from firth.pipelines.config import ConfigError, load_config
+from firth.pipelines.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # accepted after the subcommand too: `firth tables list --debug`
+    argv = [a for a in argv if a != "--debug"]
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray keeps its node on 127.0.0.1
     # Ray Train polls its workers every 2 s by default, which adds ~5 s to every run's start and end.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.setdefault(DEBUG_LOG_ENV, str(debug_log_path()))  # where worker processes put their tracebacks
     try:
         return args.command(args)
     except ModuleNotFoundError as e:
         explained = missing_extra(e)
         if explained is None:
-            raise
+            return report_failure(e, _command_words(parser, argv), args, debug=debug)
         print(f"firth: error: {explained}", file=sys.stderr)
         return 2
     except MissingExtra as e:
         print(f"firth: error: {e}", file=sys.stderr)
         return 2
-    except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
-        # Errors a user can cause carry their own explanation; a traceback would bury it.
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"firth: error: {message}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line and an exit code per kind; the traceback goes to the debug log
+        return report_failure(e, _command_words(parser, argv), args, debug=debug)
+
+
+def _command_words(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    """The (sub)command names in argv, e.g. "tables list", for error messages."""
+    words = []
+    for token in argv:
+        choices = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if choices is None or (token not in choices and not token.startswith("-")):
+            break
+        if token in choices:
+            words.append(token)
+            parser = choices[token]
+    return " ".join(words)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="firth", description="Sharded corpora to versioned embedding tables.")
+    parser = argparse.ArgumentParser(prog="firth", description="Sharded corpora to versioned embedding tables.",
+                                     epilog=EXIT_CODES_HELP)
+    parser.add_argument("--debug", action="store_true",  # main() takes it from anywhere on the line
+                        help="print the traceback of a failure (it always goes to the debug log)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the pipeline of a config and publish a table version")
@@ -93,6 +116,7 @@ def _run(args) -> int:
     config = load_config(args.config, store=args.store)
     encoder = not getattr(config.model, "needs_statistics", True)
     require("firth run", "stats", "train", *(["encoder"] if encoder else []))
+    args.store_uri, args.store_options = config.store.uri, config.store.storage_options  # for error messages
     from firth.pipelines.job import run
     from firth.pipelines.ops.lock import LockHeld
 
