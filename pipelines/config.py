@@ -36,7 +36,13 @@ class CorpusConfig(Section):
     id_field: str = "id"  # JSON Lines / Parquet document id; text shards use "<shard name>:<line>"
     text_field: str = "text"
     storage_options: dict[str, Any] = {}  # passed to fsspec (s3fs: key, secret, endpoint_url, ...)
-    on_bad_record: Literal["error", "skip"] = "error"  # skip: count and report instead of failing
+    # skip: count and report bad records, empty shards and unreadable ones (keeping the documents
+    # before the damage) instead of failing
+    on_bad_record: Literal["error", "skip"] = "error"
+    # A document of more words (runs of non-whitespace) is read as consecutive pieces of this many,
+    # each a document for statistics and training (gensim's limit; pipelines/corpus/pieces.py): a
+    # huge line never has to fit in memory whole, and windows do not span a piece boundary.
+    max_document_tokens: int = Field(10_000, ge=1)
 
     @field_validator("shards", mode="before")
     @classmethod

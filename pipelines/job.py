@@ -138,6 +138,7 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
             "corpus": {"shards": [{"uri": s.uri, "size": s.size, "fingerprint": s.fingerprint} for s in shards],
                        **({"documents": summary.n_documents, "tokens": summary.n_tokens,
                            "bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
+                           "unreadable_shards": summary.unreadable_shards,
                            "processed_shards": summary.processed_shards,
                            "reused_shards": summary.reused_shards} if summary else {})},
             "vocab_size": summary.vocab_size if summary else None,
@@ -154,7 +155,8 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
         version = store.publish(config.table, table, metadata, artifacts=artifacts)
         recorder.succeeded(version, metadata)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
-               "problems": summary.problems} if summary and (summary.bad_records or summary.empty_shards) else {}
+               "unreadable_shards": summary.unreadable_shards, "problems": summary.problems} \
+        if summary and (summary.bad_records or summary.empty_shards or summary.unreadable_shards) else {}
     return Published(config.table, version, config.store.uri, metrics, timings, skipped, run_id,
                      statistics_uri=location.uri if summary else None)
 

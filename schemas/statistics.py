@@ -20,6 +20,7 @@ class StatisticsSummary:
     bad_records: int
     empty_shards: list[str]
     problems: list[str]  # the first few skipped-record messages
+    unreadable_shards: list[str] = field(default_factory=list)  # read up to their damage (on_bad_record: skip)
     processed_shards: list[str] = field(default_factory=list)  # URIs read from source in this run
     reused_shards: list[str] = field(default_factory=list)  # URIs whose partial results all came from the cache
 

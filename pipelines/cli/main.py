@@ -145,7 +145,8 @@ def _print_published(config, published) -> None:
         print(f"  {name:<22} {value:.4f}")
     if published.skipped:
         print(f"  skipped: {published.skipped['bad_records']} bad records, "
-              f"{len(published.skipped['empty_shards'])} empty shards (corpus.on_bad_record: skip)")
+              f"{len(published.skipped['empty_shards'])} empty shards, "
+              f"{len(published.skipped['unreadable_shards'])} unreadable shards (corpus.on_bad_record: skip)")
         for problem in published.skipped["problems"]:
             print(f"    {problem}")
     firth = sys.argv[0] if os.path.basename(sys.argv[0]) == "firth" else "firth"  # e.g. .venv/bin/firth

@@ -9,8 +9,14 @@ The format comes from the extension (`.txt`, `.jsonl`/`.ndjson`/`.json`, `.parqu
 the config names one; `.gz` and `.zst` are decompressed on the fly.
 
 Bad input fails loudly, naming the shard and the line or row. With `on_bad_record: skip`, a
-bad record (undecodable line, malformed JSON, missing or non-string text) and an empty
-shard are skipped instead, and counted in `ShardReport`, which the job publishes.
+bad record (undecodable line, malformed JSON, missing or non-string text), an empty shard and an
+unreadable one (truncated or wrongly compressed, not Parquet, no text column) are skipped instead,
+and counted in `ShardReport`, which the job publishes; an unreadable shard's documents before
+the damage are kept.
+
+A document of more than `corpus.max_document_tokens` words is read as consecutive pieces of that
+many (pipelines/corpus/pieces.py), each a document of its own, with ids "<id>#1", "<id>#2", ...
+after the first; a text shard's long line is read in steps of READ_BYTES, never whole.
 """
 from __future__ import annotations
 
@@ -25,12 +31,15 @@ import fsspec
 import pyarrow.parquet as pq
 
 from firth.pipelines.config import CorpusConfig
+from firth.pipelines.corpus.pieces import WordPieces, split_text
 from firth.schemas.fs import filesystem, is_local
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet"}
 BATCH_DOCUMENTS = 4096  # documents handed to the kernels at once: bounds memory per worker
+BATCH_CHARACTERS = 1 << 24  # ... or fewer, once their texts reach 16 Mi characters
+READ_BYTES = 1 << 20  # one read of a text line; a longer line is read in several
 
 
 class CorpusError(ValueError):
@@ -61,6 +70,7 @@ class ShardReport:
     documents: int = 0
     bad_records: int = 0
     empty: bool = False
+    unreadable: bool = False  # reading stopped at damage (on_bad_record: skip); the documents before it count
     problems: list[str] = field(default_factory=list)  # the first few, for the run summary
 
 
@@ -72,7 +82,11 @@ def list_shards(config: CorpusConfig) -> list[Shard]:
         if not paths:
             raise CorpusError(f"corpus.shards: {pattern!r} matches no file; check the path or glob")
         for path in sorted(paths):
-            info = fs.info(path)
+            try:
+                info = fs.info(path)
+            except FileNotFoundError:  # a path without wildcards is not expanded, so it may not exist
+                raise CorpusError(f"corpus.shards: {pattern!r}: no such file; check the path (a relative one is "
+                                  "taken from the config file's folder) or use a glob") from None
             if info.get("type") == "directory":
                 raise CorpusError(f"corpus.shards: {pattern!r} is a directory; use a glob such as '{pattern.rstrip('/')}/*'")
             uri = path if is_local(pattern) else fs.unstrip_protocol(path)
@@ -107,30 +121,43 @@ def shard_format(uri: str, config: CorpusConfig) -> tuple[str, str | None]:
 
 def iter_documents(shard: Shard, config: CorpusConfig, report: ShardReport,
                    batch_size: int = BATCH_DOCUMENTS) -> Iterator[DocumentBatch]:
-    """Yield the shard's documents in batches of at most `batch_size`, filling `report`."""
+    """Yield the shard's documents in batches of at most `batch_size` (and BATCH_CHARACTERS), filling `report`."""
     fmt, compression = shard_format(shard.uri, config)
     records = _parquet_records if fmt == "parquet" else _line_records
-    batch = DocumentBatch([], [])
+    batch, characters = DocumentBatch([], []), 0
     try:
         for doc_id, text in records(shard, fmt, compression, config, report):
             batch.ids.append(doc_id)
             batch.texts.append(text)
             report.documents += 1
-            if len(batch.ids) == batch_size:
+            characters += len(text)
+            if len(batch.ids) == batch_size or characters >= BATCH_CHARACTERS:
                 yield batch
-                batch = DocumentBatch([], [])
-    except CorpusError:
-        raise
+                batch, characters = DocumentBatch([], []), 0
     except Exception as e:  # decompression, I/O and Parquet errors carry no shard name: add it
-        raise CorpusError(f"{shard.uri}: cannot read shard ({type(e).__name__}: {e}); "
-                          "check that the file is complete and in the declared format") from e
+        if isinstance(e, CorpusError) and config.on_bad_record == "error":
+            raise
+        message = str(e) if isinstance(e, CorpusError) else (
+            f"{shard.uri}: cannot read shard after {report.documents} documents ({type(e).__name__}: {e}); check "
+            "that the file is complete and in the declared format")
+        if config.on_bad_record == "error":
+            raise CorpusError(f"{message}, or set corpus.on_bad_record: skip to skip and count unreadable "
+                              "shards (their documents before the damage are kept)") from e
+        report.unreadable = True  # skip: keep what was read before the damage
+        report.problems.append(message)
     if batch.ids:
         yield batch
-    if report.documents == 0:
+    if report.documents == 0 and not report.unreadable:
         if config.on_bad_record == "error":
             raise CorpusError(f"{shard.uri}: empty shard (no documents); remove it, "
                               "or set corpus.on_bad_record: skip to skip and count empty shards")
         report.empty = True
+
+
+def _pieces(doc_id: str, text: str, config: CorpusConfig) -> Iterator[tuple[str, str]]:
+    """(id, text) of each piece of a document (itself, if it has at most max_document_tokens words)."""
+    for index, piece in enumerate(split_text(text, config.max_document_tokens)):
+        yield (f"{doc_id}#{index}" if index else doc_id), piece
 
 
 def _bad(report: ShardReport, config: CorpusConfig, message: str) -> None:
@@ -146,6 +173,17 @@ def _line_records(shard, fmt, compression, config, report):
     skip_hint = "; fix the record, or set corpus.on_bad_record: skip to skip and count bad records"
     # BufferedReader: zstandard's stream reader cannot iterate lines by itself
     with fs.open(path, "rb", compression=compression) as f, io.BufferedReader(f) as lines:
+        if fmt == "text":  # one document per line, split into pieces as it is read
+            for line_no, index, raw in _line_pieces(lines, config.max_document_tokens):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    _bad(report, config, f"{shard.uri}: line {line_no}: not valid UTF-8 ({e.reason} at byte "
+                                         f"{e.start}{f' of piece {index}' if index else ''}){skip_hint}")
+                    continue
+                if text.strip():
+                    yield f"{shard.name}:{line_no}" + (f"#{index}" if index else ""), text.rstrip("\r\n")
+            return
         for line_no, raw in enumerate(lines, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -154,21 +192,39 @@ def _line_records(shard, fmt, compression, config, report):
                 continue
             if not line.strip():
                 continue
-            default_id = f"{shard.name}:{line_no}"
-            if fmt == "text":
-                yield default_id, line.rstrip("\r\n")
-                continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                _bad(report, config, f"{shard.uri}: line {line_no}: malformed JSON ({e.msg} at column {e.colno}){skip_hint}")
+                problem = e.msg.removesuffix(" at")  # json's "Unterminated string starting at" names no place itself
+                _bad(report, config, f"{shard.uri}: line {line_no}: malformed JSON ({problem} at column {e.colno})"
+                                     f"{skip_hint}")
                 continue
             text = record.get(config.text_field) if isinstance(record, dict) else None
             if not isinstance(text, str):
                 _bad(report, config, f"{shard.uri}: line {line_no}: no string field {config.text_field!r} "
                                      f"(set corpus.text_field to the field that holds the text){skip_hint}")
                 continue
-            yield str(record.get(config.id_field, default_id)), text
+            yield from _pieces(str(record.get(config.id_field, f"{shard.name}:{line_no}")), text, config)
+
+
+def _line_pieces(lines: io.BufferedReader, max_words: int) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, piece index, bytes) of every piece of every line, reading at most READ_BYTES at once."""
+    pieces = WordPieces(max_words)
+    line_no, index = 1, 0
+    while raw := lines.readline(READ_BYTES):
+        ends = raw.endswith(b"\n")
+        if ends and index == 0 and not pieces.pending and len(raw) < 2 * max_words:  # a short line, whole:
+            yield line_no, 0, raw  # it cannot hold more than max_words words
+            line_no += 1
+            continue
+        for piece in pieces.feed(raw) + (pieces.finish() if ends else []):
+            yield line_no, index, piece
+            index += 1
+        if ends:
+            line_no, index = line_no + 1, 0
+    for piece in pieces.finish():  # a last line without a newline
+        yield line_no, index, piece
+        index += 1
 
 
 def _parquet_records(shard, fmt, compression, config, report):
@@ -190,5 +246,5 @@ def _parquet_records(shard, fmt, compression, config, report):
                     _bad(report, config, f"{shard.uri}: row {row}: {config.text_field!r} is {text!r}, not a string; "
                                          "fix the row, or set corpus.on_bad_record: skip")
                 elif text.strip():
-                    yield (f"{shard.name}:{row}" if doc_id is None else str(doc_id)), text
+                    yield from _pieces(f"{shard.name}:{row}" if doc_id is None else str(doc_id), text, config)
                 row += 1

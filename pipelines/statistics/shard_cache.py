@@ -67,7 +67,8 @@ LOCAL_TF = pa.schema([pa.field("doc_index", pa.int32(), nullable=False),  # row 
 def shard_key(shard: Shard, config: JobConfig) -> str:
     corpus = config.corpus
     return _digest({"format": CACHE_FORMAT, "fingerprint": shard.fingerprint, "name": shard.name,
-                    "corpus": [corpus.format, corpus.id_field, corpus.text_field, corpus.on_bad_record],
+                    "corpus": [corpus.format, corpus.id_field, corpus.text_field, corpus.on_bad_record,
+                               corpus.max_document_tokens],
                     "tokenizer": config.tokenizer.model_dump(mode="json")})
 
 

@@ -103,6 +103,7 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
         n_tokens=int(word_counts.counts.sum()), n_cooccurrence_entries=int(sum(entries)),
         bad_records=sum(r.bad_records for r in reports), empty_shards=[r.uri for r in reports if r.empty],
         problems=[p for r in reports for p in r.problems][:10],
+        unreadable_shards=[r.uri for r in reports if r.unreadable],
         processed_shards=[s.uri for s, src in zip(shards, sources) if "source" in src.values()],
         reused_shards=[s.uri for s, src in zip(shards, sources) if "source" not in src.values()])
     fs, path = _fs(location, location("manifest.json"))
