@@ -38,7 +38,7 @@ COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet"}
 BATCH_DOCUMENTS = 4096  # documents handed to the kernels at once: bounds memory per worker
-BATCH_CHARACTERS = 1 << 24  # ... or fewer, once their texts reach 16 Mi characters
+BATCH_CHARACTERS = 1 << 22  # ... or fewer, once their texts reach 4 Mi characters (tokenizing them takes ~10x)
 READ_BYTES = 1 << 20  # one read of a text line; a longer line is read in several
 
 
