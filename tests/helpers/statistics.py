@@ -64,6 +64,17 @@ def worker_environment(_) -> dict:
     return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
 
 
+def worker_logs_a_traceback(n: int) -> int:
+    """Logs as a Dask worker does when its heartbeat fails (distributed/worker.py: logger.exception)."""
+    import logging
+
+    try:
+        raise RuntimeError("scheduler gone")
+    except RuntimeError:
+        logging.getLogger("distributed.worker").exception("simulated heartbeat failure")
+    return n
+
+
 def worker_pid(_) -> int:
     return os.getpid()
 

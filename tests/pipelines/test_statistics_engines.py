@@ -1,6 +1,7 @@
 """Engine equivalence: Beam (FnApiRunner, 2 processes) and Dask (LocalCluster, 2 processes) write
 the same tables from the same kernels."""
 import json
+import logging
 import os
 
 import numpy as np
@@ -15,6 +16,7 @@ from tests.helpers.statistics import (
     assert_same_tables,
     run_statistics,
     worker_environment,
+    worker_logs_a_traceback,
     worker_pid,
     worker_pid_unless_killed,
 )
@@ -82,3 +84,16 @@ def test_dask_workers_keep_glibc_malloc_defaults_and_the_driver_its_environment(
         seen = engine.map(worker_environment, [0, 1], "environment")
         assert dict(os.environ) == before, "the nannies' variables leaked into the driver's environment"
     assert seen == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}] * 2
+
+
+def test_dask_log_records_go_to_the_debug_log_not_the_terminal(tmp_path, monkeypatch, capfd):
+    log = tmp_path / "debug.log"
+    monkeypatch.setenv("FIRTH_DEBUG_LOG", str(log))  # as the `firth` command sets it
+    with DaskEngine(StatisticsConfig(n_workers=1)) as engine:
+        assert engine.map(worker_logs_a_traceback, [7], "Log") == [7]
+    err = capfd.readouterr().err
+    assert "simulated heartbeat failure" not in err and "Traceback" not in err
+    text = log.read_text()
+    assert "distributed.worker ERROR: simulated heartbeat failure\nTraceback (most recent call last)" in text
+    assert "RuntimeError: scheduler gone" in text
+    assert all(type(h) is not logging.FileHandler for h in logging.getLogger("distributed").handlers)  # restored

@@ -1,4 +1,9 @@
-"""The Dask engine: per-shard functions as futures on a LocalCluster or a remote scheduler."""
+"""The Dask engine: per-shard functions as futures on a LocalCluster or a remote scheduler.
+
+Dask's own log records (a worker's heartbeat traceback while the cluster shuts down after a failed
+task) go to the debug log named by $FIRTH_DEBUG_LOG, set by the `firth` command, in the driver and
+in the local worker processes: the user sees the task's error, raised by `map`, not them.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,7 +11,7 @@ import os
 import uuid
 
 import dask
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from tqdm.auto import tqdm
 
 from firth.pipelines.config import StatisticsConfig
@@ -17,8 +22,11 @@ class DaskEngine:
         self.config = config
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
+        self._saved_handlers: list[logging.Handler] | None = None
 
     def __enter__(self) -> "DaskEngine":
+        debug_log = os.environ.get("FIRTH_DEBUG_LOG")
+        self._saved_handlers = _log_to_file(debug_log) if debug_log and not self.config.scheduler_address else None
         if self.config.scheduler_address:
             self.client = Client(self.config.scheduler_address)
         else:
@@ -40,13 +48,25 @@ class DaskEngine:
                 os.environ.clear()
                 os.environ.update(saved)
             self.client = Client(self.cluster)
+            if debug_log:
+                self.client.register_plugin(_LogToFile(debug_log))
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            if self._saved_handlers is not None:
+                logger = logging.getLogger("distributed")
+                for handler in list(logger.handlers):
+                    logger.removeHandler(handler)
+                    if handler not in self._saved_handlers:
+                        handler.close()
+                for handler in self._saved_handlers:
+                    logger.addHandler(handler)
 
     def map(self, fn, items, label):
         # Keys unique per call: a repeated label must not meet the cancelled futures of its last call.
@@ -64,3 +84,29 @@ class DaskEngine:
             return results
         finally:
             self.client.cancel(futures)
+
+
+def _log_to_file(path: str) -> list[logging.Handler]:
+    """Send this process's `distributed` log records to the file at `path` instead of the terminal;
+    return the handlers it had."""
+    logger = logging.getLogger("distributed")
+    saved = list(logger.handlers)
+    for handler in saved:
+        if type(handler) is logging.StreamHandler:  # the terminal (FileHandler is a StreamHandler too)
+            logger.removeHandler(handler)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s pid %(process)d %(name)s %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    return saved
+
+
+class _LogToFile(WorkerPlugin):
+    """Runs _log_to_file in each local worker process."""
+
+    name = "firth-log-to-file"
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def setup(self, worker) -> None:
+        _log_to_file(self.path)
