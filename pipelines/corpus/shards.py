@@ -16,7 +16,8 @@ the damage are kept.
 
 A document of more than `corpus.max_document_tokens` words is read as consecutive pieces of that
 many (pipelines/corpus/pieces.py), each a document of its own, with ids "<id>#1", "<id>#2", ...
-after the first; a text shard's long line is read in steps of READ_BYTES, never whole.
+after the first; a text shard's long line is read in steps of READ_BYTES, never whole. Encoders
+read whole documents (`whole=True`): they embed each once, cut to their own token limit.
 """
 from __future__ import annotations
 
@@ -119,14 +120,18 @@ def shard_format(uri: str, config: CorpusConfig) -> tuple[str, str | None]:
     return FORMATS[ext], compression
 
 
-def iter_documents(shard: Shard, config: CorpusConfig, report: ShardReport,
-                   batch_size: int = BATCH_DOCUMENTS) -> Iterator[DocumentBatch]:
-    """Yield the shard's documents in batches of at most `batch_size` (and BATCH_CHARACTERS), filling `report`."""
+def iter_documents(shard: Shard, config: CorpusConfig, report: ShardReport, batch_size: int = BATCH_DOCUMENTS,
+                   *, whole: bool = False) -> Iterator[DocumentBatch]:
+    """Yield the shard's documents in batches of at most `batch_size` (and BATCH_CHARACTERS), filling `report`.
+
+    Documents longer than corpus.max_document_tokens come as pieces, unless `whole` (the encoders,
+    which bound their input by tokens themselves, embed each document once)."""
     fmt, compression = shard_format(shard.uri, config)
     records = _parquet_records if fmt == "parquet" else _line_records
+    max_words = None if whole else config.max_document_tokens
     batch, characters = DocumentBatch([], []), 0
     try:
-        for doc_id, text in records(shard, fmt, compression, config, report):
+        for doc_id, text in records(shard, fmt, compression, config, report, max_words):
             batch.ids.append(doc_id)
             batch.texts.append(text)
             report.documents += 1
@@ -154,9 +159,9 @@ def iter_documents(shard: Shard, config: CorpusConfig, report: ShardReport,
         report.empty = True
 
 
-def _pieces(doc_id: str, text: str, config: CorpusConfig) -> Iterator[tuple[str, str]]:
-    """(id, text) of each piece of a document (itself, if it has at most max_document_tokens words)."""
-    for index, piece in enumerate(split_text(text, config.max_document_tokens)):
+def _pieces(doc_id: str, text: str, max_words: int | None) -> Iterator[tuple[str, str]]:
+    """(id, text) of each piece of a document (itself, if it has at most max_words words, or max_words is None)."""
+    for index, piece in enumerate(split_text(text, max_words) if max_words else [text]):
         yield (f"{doc_id}#{index}" if index else doc_id), piece
 
 
@@ -168,13 +173,13 @@ def _bad(report: ShardReport, config: CorpusConfig, message: str) -> None:
         report.problems.append(message)
 
 
-def _line_records(shard, fmt, compression, config, report):
+def _line_records(shard, fmt, compression, config, report, max_words):
     fs, path = filesystem(shard.uri, config.storage_options)
     skip_hint = "; fix the record, or set corpus.on_bad_record: skip to skip and count bad records"
     # BufferedReader: zstandard's stream reader cannot iterate lines by itself
     with fs.open(path, "rb", compression=compression) as f, io.BufferedReader(f) as lines:
         if fmt == "text":  # one document per line, split into pieces as it is read
-            for line_no, index, raw in _line_pieces(lines, config.max_document_tokens):
+            for line_no, index, raw in _line_pieces(lines, max_words):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
@@ -204,11 +209,15 @@ def _line_records(shard, fmt, compression, config, report):
                 _bad(report, config, f"{shard.uri}: line {line_no}: no string field {config.text_field!r} "
                                      f"(set corpus.text_field to the field that holds the text){skip_hint}")
                 continue
-            yield from _pieces(str(record.get(config.id_field, f"{shard.name}:{line_no}")), text, config)
+            yield from _pieces(str(record.get(config.id_field, f"{shard.name}:{line_no}")), text, max_words)
 
 
-def _line_pieces(lines: io.BufferedReader, max_words: int) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, piece index, bytes) of every piece of every line, reading at most READ_BYTES at once."""
+def _line_pieces(lines: io.BufferedReader, max_words: int | None) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, piece index, bytes) of every piece of every line, reading at most READ_BYTES at once
+    (whole lines, read whole, when max_words is None)."""
+    if max_words is None:
+        yield from ((line_no, 0, raw) for line_no, raw in enumerate(lines, start=1))
+        return
     pieces = WordPieces(max_words)
     line_no, index = 1, 0
     while raw := lines.readline(READ_BYTES):
@@ -227,7 +236,7 @@ def _line_pieces(lines: io.BufferedReader, max_words: int) -> Iterator[tuple[int
         index += 1
 
 
-def _parquet_records(shard, fmt, compression, config, report):
+def _parquet_records(shard, fmt, compression, config, report, max_words):
     fs, path = filesystem(shard.uri, config.storage_options)
     with fs.open(path, "rb", compression=compression) as f:
         parquet = pq.ParquetFile(f)
@@ -246,5 +255,5 @@ def _parquet_records(shard, fmt, compression, config, report):
                     _bad(report, config, f"{shard.uri}: row {row}: {config.text_field!r} is {text!r}, not a string; "
                                          "fix the row, or set corpus.on_bad_record: skip")
                 elif text.strip():
-                    yield from _pieces(f"{shard.name}:{row}" if doc_id is None else str(doc_id), text, config)
+                    yield from _pieces(f"{shard.name}:{row}" if doc_id is None else str(doc_id), text, max_words)
                 row += 1

@@ -159,3 +159,8 @@ def test_a_long_document_is_read_as_pieces_of_max_document_tokens_words(tmp_path
         (first, ["short", "one"]), (second, words[:100]), (f"{second}#1", words[100:200]),
         (f"{second}#2", words[200:])]
     assert reports[0].documents == 4
+    config = CorpusConfig(shards=[str(tmp_path / name)], max_document_tokens=100)
+    [shard] = list_shards(config)
+    whole = [(i, t.split()) for b in iter_documents(shard, config, ShardReport(shard.uri), whole=True)
+             for i, t in zip(b.ids, b.texts)]
+    assert whole == [(first, ["short", "one"]), (second, words)]  # as encoders read them

@@ -89,7 +89,7 @@ def embed_corpus(model_folder: str | Path, shards: list[Shard], config: JobConfi
     try:
         task = 0
         for shard in shards:
-            for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri)):
+            for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri), whole=True):
                 for start in range(0, len(batch.ids), TASK_DOCUMENTS):
                     ids, texts = batch.ids[start:start + TASK_DOCUMENTS], batch.texts[start:start + TASK_DOCUMENTS]
                     if len(in_flight) >= 2 * len(workers):

@@ -121,7 +121,7 @@ def _local_folder(label: str) -> Path:
 
 def _documents(shards: list[Shard], config: JobConfig) -> Iterator[tuple[str, str]]:
     for shard in shards:
-        for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri)):
+        for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri), whole=True):
             yield from zip(batch.ids, batch.texts)
 
 
