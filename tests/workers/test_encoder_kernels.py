@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from firth.workers.encoder.inference import document_rows, embed_texts
-from firth.workers.encoder.loop import TrainSettings, epoch_rows, learning_rate
+from firth.workers.encoder.loop import (TrainSettings, epoch_rows, learning_rate, load_optimizer_state,
+                                        save_optimizer_state)
 from firth.workers.encoder.model import EncoderSpec, build_encoder
 from firth.workers.encoder.objectives import IGNORE_INDEX, contrastive_loss, mask_tokens
 from firth.workers.encoder.pairs import corpus_pairs, is_held_out, read_pairs_file
@@ -192,3 +193,30 @@ def test_learning_rate_warms_up_then_decays_and_ranks_split_rows():
     rank0, rank1 = epoch_rows(10, 2, 0, 2, 0, 0), epoch_rows(10, 2, 1, 2, 0, 0)
     assert len(rank0) == len(rank1) == 2  # 10 rows // (2 x 2)
     assert not set(np.concatenate(rank0)) & set(np.concatenate(rank1))
+
+
+def test_optimizer_checkpoint_round_trips_through_a_weights_only_load(tmp_path):
+    def adamw_steps(model, optimizer, n):
+        for step in range(n):
+            loss = model(torch.full((2, 3), float(step + 1))).square().sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    adamw_steps(model, optimizer, 3)
+    save_optimizer_state({"phase": "contrastive", "state": optimizer.state_dict()}, tmp_path / "optimizer.pt")
+    resumed_model = torch.nn.Linear(3, 2)
+    resumed_model.load_state_dict(model.state_dict())
+    resumed = torch.optim.AdamW(resumed_model.parameters(), lr=0.01)
+    loaded = load_optimizer_state(tmp_path / "optimizer.pt")
+    assert loaded["phase"] == "contrastive"
+    resumed.load_state_dict(loaded["state"])
+    adamw_steps(model, optimizer, 2)  # the same two steps, from the saved moments and step count
+    adamw_steps(resumed_model, resumed, 2)
+    assert torch.equal(model.weight, resumed_model.weight) and torch.equal(model.bias, resumed_model.bias)
+    torch.save({"phase": "contrastive", "state": {}, "hook": TrainSettings()}, tmp_path / "hostile.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):  # pickled objects run no code on load
+        load_optimizer_state(tmp_path / "hostile.pt")

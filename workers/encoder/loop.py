@@ -51,6 +51,18 @@ class EpochResult:
     seconds: float
 
 
+def save_optimizer_state(optimizer_state: dict, path) -> None:
+    """{"phase": str, "state": AdamW.state_dict()} as a checkpoint file: tensors, numbers, strings,
+    tuples and dicts only, which `load_optimizer_state` reads with torch.load(weights_only=True)."""
+    torch.save({"phase": str(optimizer_state["phase"]), "state": optimizer_state["state"]}, path)
+
+
+def load_optimizer_state(path) -> dict:
+    """What save_optimizer_state wrote. weights_only: a checkpoint folder in the store runs no pickled
+    code when a worker resumes from it (anything but tensors and plain containers is refused)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def steps_per_epoch(rows: int, batch_size: int, world: int) -> int:
     return rows // (batch_size * world)
 

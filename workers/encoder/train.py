@@ -31,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from firth.pipelines.config import EncoderConfig, JobConfig
 from firth.pipelines.corpus.shards import Shard, ShardReport, iter_documents, list_shards
 from firth.schemas.fs import filesystem, join
-from firth.workers.encoder.loop import EncoderTraining, TrainSettings, steps_per_epoch
+from firth.workers.encoder.loop import (EncoderTraining, TrainSettings, load_optimizer_state, save_optimizer_state,
+                                        steps_per_epoch)
 from firth.workers.encoder.model import (
     EncoderSpec,
     build_encoder,
@@ -243,7 +244,7 @@ class _EncoderWorker:
         optimizer_state = None
         if folder is not None:
             encoder, masked_lm = load_trainable(folder / MODEL_DIR, with_masked_lm=with_mlm)
-            optimizer_state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+            optimizer_state = load_optimizer_state(folder / OPTIMIZER_FILE)
         else:
             with tempfile.TemporaryDirectory(prefix="firth-encoder-start-") as start:
                 fs, path = filesystem(loop["start_uri"], options)
@@ -284,4 +285,4 @@ class _EncoderWorker:
     def save(self, folder: Path) -> None:
         keep_mlm = self.training.masked_lm if self.result.epoch < self.settings.mlm_epochs else None
         save_trainable(self.training.encoder, keep_mlm, folder / MODEL_DIR)
-        torch.save(self.training.optimizer_state(), folder / OPTIMIZER_FILE)
+        save_optimizer_state(self.training.optimizer_state(), folder / OPTIMIZER_FILE)
