@@ -247,7 +247,19 @@ def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tu
         return _pyarrow_s3(options), str(uri).removeprefix("s3://").rstrip("/")
     fs, path = url_to_fs(str(uri), **options)
     fs.retries = 1  # botocore retries each request (config_kwargs); s3fs would retry each of those 5 times
+    _without_expect_continue(fs)
     return fs, path
+
+
+def _without_expect_continue(fs) -> None:
+    """Drop botocore's `Expect: 100-continue` from this s3fs client's PUTs: aiohttp waits for the
+    "100 Continue" with no timeout, so a PUT to a frozen endpoint hung for ever (a GET timed out)."""
+    from botocore.handlers import add_expect_header
+
+    client = fs.s3  # created now if need be (no request is sent)
+    if getattr(fs, "_firth_unhooked_client", None) is not client:
+        client.meta.events.unregister("before-call.s3", add_expect_header)
+        fs._firth_unhooked_client = client
 
 
 @functools.cache

@@ -77,9 +77,15 @@ def _unreachable_line(problem, error: Exception, args) -> str:
             f"{endpoint} is up and that the store's endpoint (AWS_ENDPOINT_URL) is right")
 
 
-def _stage(error: BaseException) -> str:
-    stage = getattr(error, "firth_stage", None)  # set by the job on the exception leaving a stage
-    return f" (in the {stage} stage)" if stage else ""
+def _stage(error: BaseException | None) -> str:
+    """Where in a run `error` (or the error it interrupted: a lock release that failed too) arose."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if stage := getattr(error, "firth_stage", None):  # set by the job on the exception leaving a stage
+            return f" (in the {stage} stage)"
+        error = error.__cause__ or error.__context__
+    return ""
 
 
 def _one_line(error: BaseException) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import yaml
 
 from firth.pipelines.cli.main import main
+from firth.schemas.fs import filesystem
 from firth.schemas.store import TableStore
+from tests.helpers import SAMPLE_SHARDS
 from tests.helpers.tables import word_table
 
 
@@ -71,3 +74,31 @@ def test_dead_endpoint_fails_tables_commands_with_one_line_and_exit_code_4(own_s
     entries = debug_log.read_text().split("\n--- ")  # one per failure: a header line, then the traceback
     assert [e.split("\n")[0].rsplit(": ", 1)[1] for e in entries] == ["firth tables list", "firth tables show"]
     assert all("\nTraceback (most recent call last):" in e for e in entries)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_whose_store_freezes_fails_at_publish_with_exit_code_4(own_s3, debug_log, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "table": "t", "corpus": {"shards": [str(SAMPLE_SHARDS[0])]},
+        "statistics": {"output": str(tmp_path / "statistics"), "n_workers": 1, "min_count": 3},  # not in the store
+        "model": {"model": "ppmi_svd", "dim": 8}, "evaluation": {"enabled": False},  # trained on the driver
+        "store": {"uri": "s3://own/store", "timeout_s": 1, "retries": 1, "storage_options": own_s3.delta_options}}))
+    runs, _ = filesystem("s3://own/store/_runs", own_s3.delta_options)
+
+    def freeze_once_the_run_is_recorded():  # the store is next used by the publish
+        while not runs.glob("own/store/_runs/t/*.json"):
+            runs.invalidate_cache()
+            time.sleep(0.05)
+        own_s3.freeze()
+
+    threading.Thread(target=freeze_once_the_run_is_recorded, daemon=True).start()
+    done, _ = firth("run", str(config), "--incremental", env=dict(os.environ))
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        "firth: error: run: store s3://own/store (in the publish stage): the endpoint did not answer within 1 s "
+        "(store.timeout_s) in 2 attempts (")
+    own_s3.thaw()
+    assert TableStore("s3://own/store", own_s3.delta_options).tables() == []  # the failed publish left no version

@@ -9,7 +9,7 @@ from botocore.exceptions import ReadTimeoutError
 
 from firth.pipelines.config import StoreConfig
 from firth.schemas.errors import StoreError
-from firth.schemas.fs import Bounds, bounded_options, filesystem, fsspec_options, unreachable
+from firth.schemas.fs import Bounds, bounded_options, filesystem, fsspec_options, open_atomic, unreachable
 from firth.schemas.store import TableStore
 from tests.helpers.tables import word_table
 
@@ -38,7 +38,9 @@ def test_s3fs_gets_the_same_bounds_and_no_retries_of_its_own():
     assert fsspec_options(options)["config_kwargs"] == {
         "read_timeout": 4.0, "connect_timeout": 4.0, "retries": {"max_attempts": 3, "mode": "standard"}}
     fs, _ = filesystem("s3://b/x", options)
-    assert (fs.config_kwargs["read_timeout"], fs.config_kwargs["retries"]["max_attempts"], fs.retries) == (4.0, 3, 1)
+    config = fs.s3.meta.config  # the botocore client's: 3 retries are 4 attempts
+    assert (config.read_timeout, config.connect_timeout, config.retries, fs.retries) == (
+        4.0, 4.0, {"total_max_attempts": 4, "mode": "standard"}, 1)
     # fsspec-style options (the corpus's) get the default bounds unless they set their own
     fs, _ = filesystem("s3://b/y", {"config_kwargs": {"read_timeout": 7}})
     assert (fs.config_kwargs["read_timeout"], fs.config_kwargs["connect_timeout"]) == (7, 15.0)
@@ -79,3 +81,19 @@ def test_publish_to_a_dead_endpoint_fails_within_its_bounds(own_s3, failure):
         own_s3.thaw()
         assert [v.version for v in store.versions("t")] == [0]
         assert store.read("t").num_rows == 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_write_to_a_frozen_endpoint_times_out_like_a_read(own_s3):
+    # botocore sends PUTs with `Expect: 100-continue`, and aiohttp waits for the "100 Continue" with
+    # no timeout: a run record's PUT hung for ever before filesystem() dropped that header
+    options = bounded_options("s3://own/x", own_s3.delta_options, timeout_s=1, retries=0)
+    fs, path = filesystem("s3://own/x/record.json", options)
+    fs.pipe_file(path, b"{}")  # a kept-alive connection, as a run's first record leaves
+    own_s3.freeze()
+    start = time.monotonic()
+    with pytest.raises(ReadTimeoutError):
+        with open_atomic("s3://own/x/record.json", options) as f:
+            f.write(b'{"outcome": "failed"}')
+    assert time.monotonic() - start < 20
