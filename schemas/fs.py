@@ -54,12 +54,14 @@ _BOOLEAN = {"AWS_ALLOW_HTTP", "ALLOW_HTTP", "AWS_SKIP_SIGNATURE", "SKIP_SIGNATUR
 _DELTA_ONLY = {
     "AWS_S3_ALLOW_UNSAFE_RENAME", "AWS_CONDITIONAL_PUT", "AWS_S3_LOCKING_PROVIDER", "DELTA_DYNAMO_TABLE_NAME",
     "AWS_COPY_IF_NOT_EXISTS", "AWS_IMDSV1_FALLBACK", "AWS_UNSIGNED_PAYLOAD", "AWS_CHECKSUM_ALGORITHM",
-    "POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE_PER_HOST", "RETRY_TIMEOUT", "ALLOW_INVALID_CERTIFICATES",
+    "POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE_PER_HOST", "ALLOW_INVALID_CERTIFICATES",
 }
-# Request bounds, object_store key -> botocore Config key (s3fs `config_kwargs`). delta-rs reads
-# object_store's retry settings only under their lowercase names (deltalake 1.6.6 ignores
-# MAX_RETRIES), so those two are written lowercase and count as object_store-style.
-_TIMEOUTS = {"TIMEOUT": "read_timeout", "CONNECT_TIMEOUT": "connect_timeout"}
+# Request bounds. delta-rs reads object_store's retry settings only under their lowercase names
+# (deltalake 1.6.6 ignores MAX_RETRIES), so those two are written lowercase and count as
+# object_store-style. The retry limit is written as retry_timeout = (retries + 1/2) x timeout
+# (object_store retries no more once that long has passed since the first attempt), not as
+# max_retries: Delta wants it a string, polars (pl.read_delta with the store's options) a number.
+_BOUND_KEYS = {"TIMEOUT", "CONNECT_TIMEOUT", "MAX_RETRIES", "RETRY_TIMEOUT"}
 _RETRY_KEYS = ("max_retries", "retry_timeout")
 
 DEFAULT_TIMEOUT_S, DEFAULT_RETRIES = 15.0, 2  # a dead endpoint fails a request in ~50 s
@@ -84,11 +86,18 @@ class Bounds:
     @classmethod
     def of(cls, options: Mapping[str, Any] | None, timeout_s: float | None = None,
            retries: int | None = None) -> "Bounds":
-        """The bounds object_store-style `options` set (TIMEOUT, MAX_RETRIES), else `timeout_s` and
-        `retries`, else the environment's, else the defaults."""
+        """The bounds object_store-style `options` set (TIMEOUT; MAX_RETRIES, else RETRY_TIMEOUT as
+        bounded_options writes it), else `timeout_s` and `retries`, else the environment's, else the defaults."""
         given = {str(k).upper(): v for k, v in (options or {}).items()}
-        return cls.resolve(_seconds("TIMEOUT", given["TIMEOUT"]) if "TIMEOUT" in given else timeout_s,
-                           _count("MAX_RETRIES", given["MAX_RETRIES"]) if "MAX_RETRIES" in given else retries)
+        if "TIMEOUT" in given:
+            timeout_s = _seconds("TIMEOUT", given["TIMEOUT"])
+        elif timeout_s is None:
+            timeout_s = _env_number(TIMEOUT_ENV, float, DEFAULT_TIMEOUT_S)
+        if "MAX_RETRIES" in given:
+            retries = _count("MAX_RETRIES", given["MAX_RETRIES"])
+        elif "RETRY_TIMEOUT" in given:
+            retries = max(0, round(_seconds("RETRY_TIMEOUT", given["RETRY_TIMEOUT"]) / timeout_s - 0.5))
+        return cls.resolve(timeout_s, retries)
 
 
 def _env_number(name: str, kind: type, default):
@@ -137,9 +146,8 @@ def bounded_options(uri: str, options: Mapping[str, Any] | None, timeout_s: floa
     given = {k.upper() for k in bounded}
     bounds = Bounds.of(bounded, timeout_s, retries)
     milliseconds = f"{round(bounds.timeout_s * 1000)}ms"
-    defaults = {"TIMEOUT": milliseconds, "CONNECT_TIMEOUT": milliseconds, "max_retries": str(bounds.retries),
-                # object_store stops retrying this long after the first attempt (its default is 3 minutes)
-                "retry_timeout": f"{round(bounds.timeout_s * (bounds.retries + 1) * 1000)}ms"}
+    defaults = {"TIMEOUT": milliseconds, "CONNECT_TIMEOUT": milliseconds,
+                "retry_timeout": f"{round(bounds.timeout_s * (bounds.retries + 0.5) * 1000)}ms"}
     return bounded | {k: v for k, v in defaults.items() if k.upper() not in given}
 
 
@@ -166,31 +174,34 @@ def fsspec_options(object_store_options: Mapping[str, str] | None) -> dict[str, 
     """
     options: dict[str, Any] = {}
     client_kwargs: dict[str, Any] = {}
-    config_kwargs: dict[str, Any] = {}
+    bounded = False
     for raw_key, value in (object_store_options or {}).items():
         key = str(raw_key).upper()
         if key in _TOP_LEVEL:
             options[_TOP_LEVEL[key]] = value
         elif key in _CLIENT_KWARGS:
             client_kwargs[_CLIENT_KWARGS[key]] = value
-        elif key in _TIMEOUTS:
-            config_kwargs[_TIMEOUTS[key]] = _seconds(raw_key, value)
-        elif key == "MAX_RETRIES":
-            config_kwargs["retries"] = {"max_attempts": _count(raw_key, value), "mode": "standard"}  # retries after the first
+        elif key in _BOUND_KEYS:
+            bounded = True
         elif key in _BOOLEAN:
             flag = _boolean(raw_key, value)
             if key.endswith("SKIP_SIGNATURE") and flag:
                 options["anon"] = True
         elif key not in _DELTA_ONLY:
-            known = sorted({*_TOP_LEVEL, *_CLIENT_KWARGS, *_BOOLEAN, *_DELTA_ONLY, *_TIMEOUTS, "MAX_RETRIES"})
+            known = sorted({*_TOP_LEVEL, *_CLIENT_KWARGS, *_BOOLEAN, *_DELTA_ONLY, *_BOUND_KEYS})
             raise ValueError(
                 f"storage option {raw_key!r}: not a known object_store (deltalake) option, so it cannot be "
                 f"translated for fsspec. Known: {', '.join(known)}. For fsspec-style options "
                 "(key, secret, client_kwargs) use lowercase keys and do not mix the two styles.")
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
-    if config_kwargs:
-        options["config_kwargs"] = config_kwargs
+    if bounded:  # botocore's own settings: the same timeouts, the same retries after the first attempt
+        bounds = Bounds.of(object_store_options)
+        connect = {str(k).upper(): v for k, v in object_store_options.items()}.get("CONNECT_TIMEOUT")
+        options["config_kwargs"] = {"read_timeout": bounds.timeout_s,
+                                    "connect_timeout": bounds.timeout_s if connect is None
+                                    else _seconds("CONNECT_TIMEOUT", connect),
+                                    "retries": {"max_attempts": bounds.retries, "mode": "standard"}}
     return options
 
 

@@ -18,12 +18,13 @@ def test_bounds_are_added_to_s3_options_only_and_given_ones_kept(monkeypatch):
     monkeypatch.delenv("FIRTH_STORE_TIMEOUT_S", raising=False)
     monkeypatch.delenv("FIRTH_STORE_RETRIES", raising=False)
     assert bounded_options("s3://b/store", {"AWS_REGION": "us-west-2"}) == {
-        "AWS_REGION": "us-west-2", "TIMEOUT": "15000ms", "CONNECT_TIMEOUT": "15000ms", "max_retries": "2",
-        "retry_timeout": "45000ms"}
+        "AWS_REGION": "us-west-2", "TIMEOUT": "15000ms", "CONNECT_TIMEOUT": "15000ms",
+        "retry_timeout": "37500ms"}  # object_store retries no more after (2 + 1/2) x 15 s: 2 retries
     assert bounded_options("/data/store", {"AWS_REGION": "us-west-2"}) == {"AWS_REGION": "us-west-2"}
     # explicit storage options win; MAX_RETRIES is written the way delta-rs reads it
     assert bounded_options("s3://b/x", {"TIMEOUT": "3s", "MAX_RETRIES": "0"}, timeout_s=9, retries=5) == {
-        "TIMEOUT": "3s", "max_retries": "0", "CONNECT_TIMEOUT": "3000ms", "retry_timeout": "3000ms"}
+        "TIMEOUT": "3s", "max_retries": "0", "CONNECT_TIMEOUT": "3000ms", "retry_timeout": "1500ms"}
+    assert Bounds.of(bounded_options("s3://b/x", {}, timeout_s=4, retries=3)) == Bounds(4.0, 3)
     monkeypatch.setenv("FIRTH_STORE_TIMEOUT_S", "2.5")
     monkeypatch.setenv("FIRTH_STORE_RETRIES", "1")
     assert Bounds.of(TableStore("s3://b/store").storage_options) == Bounds(2.5, 1)
