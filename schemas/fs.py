@@ -378,17 +378,26 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def unreachable(error: BaseException | None) -> Unreachable | None:
-    """How `error`, or any error in its chain of causes, says the object store was unreachable; None
-    if it does not."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        names = {c.__name__ for c in type(error).__mro__
+    """How `error`, or any error in its chain, says the object store was unreachable; None if it does not."""
+    for link in error_chain(error):
+        names = {c.__name__ for c in type(link).__mro__
                  if c.__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "fsspec", "s3fs")}
-        text = _ANSI.sub("", str(error))
+        text = _ANSI.sub("", str(link))
         if names & (_TIMEOUT_CLASSES | _CONNECTION_CLASSES) or _UNREACHABLE_TEXT.search(text):
             request = _REQUEST_TEXT.search(text)
             return Unreachable(bool(names & _TIMEOUT_CLASSES) or "timed out" in text or "timeout on" in text,
                                next(filter(None, request.groups()), "") if request else "")
-        error = error.__cause__ or error.__context__
     return None
+
+
+def error_chain(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then every error it was raised from (__cause__) or while handling (__context__),
+    nearest first: a cleanup that failed too hides the first error in its __context__."""
+    queue, seen = [error], set()
+    while queue:
+        link = queue.pop(0)
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        queue += [link.__cause__, link.__context__]

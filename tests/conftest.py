@@ -14,6 +14,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible HTTP server (moto_server) on 127.0.0.1 for the whole session."""

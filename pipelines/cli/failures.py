@@ -22,7 +22,7 @@ from pathlib import Path
 
 from firth.pipelines.config import DEFAULT_STORE, ConfigError
 from firth.pipelines.ops.lock import LockHeld
-from firth.schemas.fs import Bounds, unreachable
+from firth.schemas.fs import Bounds, error_chain, unreachable
 
 EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_UNREACHABLE = 1, 2, 3, 4
 EXIT_CODES_HELP = ("exit codes: 0 success; 1 unexpected error (traceback in the debug log, or use --debug); "
@@ -77,15 +77,11 @@ def _unreachable_line(problem, error: Exception, args) -> str:
             f"{endpoint} is up and that the store's endpoint (AWS_ENDPOINT_URL) is right")
 
 
-def _stage(error: BaseException | None) -> str:
+def _stage(error: BaseException) -> str:
     """Where in a run `error` (or the error it interrupted: a lock release that failed too) arose."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if stage := getattr(error, "firth_stage", None):  # set by the job on the exception leaving a stage
-            return f" (in the {stage} stage)"
-        error = error.__cause__ or error.__context__
-    return ""
+    # firth_stage: set by the job on the exception leaving a stage
+    stage = next((link.firth_stage for link in error_chain(error) if getattr(link, "firth_stage", None)), None)
+    return f" (in the {stage} stage)" if stage else ""
 
 
 def _one_line(error: BaseException) -> str:

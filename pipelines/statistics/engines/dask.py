@@ -95,6 +95,7 @@ def _log_to_file(path: str) -> list[logging.Handler]:
         if type(handler) is logging.StreamHandler:  # the terminal (FileHandler is a StreamHandler too)
             logger.removeHandler(handler)
     handler = logging.FileHandler(path)
+    handler.setLevel(logging.WARNING)  # a worker's start and stop notes are not worth keeping
     handler.setFormatter(logging.Formatter("%(asctime)s pid %(process)d %(name)s %(levelname)s: %(message)s"))
     logger.addHandler(handler)
     return saved
