@@ -367,13 +367,13 @@ class Unreachable:
 
 # botocore / aiohttp / fsspec error classes that mean "no answer" or "no connection", and the
 # messages that say the same where only text survives (object_store's OSError from deltalake,
-# a Ray worker's error re-raised on the driver).
+# pyarrow's OSError without s3fs, a Ray worker's error re-raised on the driver).
 _TIMEOUT_CLASSES = {"ReadTimeoutError", "ConnectTimeoutError", "ServerTimeoutError", "FSTimeoutError"}
 _CONNECTION_CLASSES = {"EndpointConnectionError", "ConnectionClosedError", "ClientConnectorError",
                        "ServerDisconnectedError"}
 _UNREACHABLE_TEXT = re.compile(r"error sending request|(Read|Connect) timeout on endpoint URL|"
-                               r"Could not connect to the endpoint URL")
-_REQUEST_TEXT = re.compile(r'Error performing (\w+ \S+)|endpoint URL: "([^"]+)"')
+                               r"Could not connect to the endpoint URL|AWS Error NETWORK_CONNECTION")  # (pyarrow's)
+_REQUEST_TEXT = re.compile(r'Error performing (\w+ \S+)|endpoint URL: "([^"]+)"|NETWORK_CONNECTION during (\w+)')
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -385,7 +385,9 @@ def unreachable(error: BaseException | None) -> Unreachable | None:
         text = _ANSI.sub("", str(link))
         if names & (_TIMEOUT_CLASSES | _CONNECTION_CLASSES) or _UNREACHABLE_TEXT.search(text):
             request = _REQUEST_TEXT.search(text)
-            return Unreachable(bool(names & _TIMEOUT_CLASSES) or "timed out" in text or "timeout on" in text,
+            timed_out = bool(names & _TIMEOUT_CLASSES) or any(t in text for t in ("timed out", "timeout on",
+                                                                                  "Timeout was reached"))
+            return Unreachable(timed_out,
                                next(filter(None, request.groups()), "") if request else "")
     return None
 

@@ -9,7 +9,8 @@ from botocore.exceptions import ReadTimeoutError
 
 from firth.pipelines.config import StoreConfig
 from firth.schemas.errors import StoreError
-from firth.schemas.fs import Bounds, bounded_options, filesystem, fsspec_options, open_atomic, unreachable
+from firth.schemas.fs import (Bounds, Unreachable, bounded_options, filesystem, fsspec_options, open_atomic,
+                              unreachable)
 from firth.schemas.store import TableStore
 from tests.helpers.tables import word_table
 
@@ -59,6 +60,9 @@ def test_unreachable_follows_the_causes_and_reads_object_store_messages():
     delta = OSError("Generic S3 error\n  \x1b[31m↳\x1b[0m Error performing GET http://h:1/b/_delta_log/x in 4s"
                     "\n  ↳ error sending request\n  ↳ client error (Connect)\n  ↳ tcp connect error")
     assert unreachable(delta).request == "GET http://h:1/b/_delta_log/x" and not unreachable(delta).timed_out
+    arrow = OSError("When reading information for key 'x' in bucket 'b': AWS Error NETWORK_CONNECTION during "
+                    "HeadObject operation: curlCode: 28, Timeout was reached")  # pyarrow's client, without s3fs
+    assert unreachable(arrow) == Unreachable(True, "HeadObject")
     assert unreachable(OSError("[Errno 28] No space left on device")) is None
     assert unreachable(ValueError("timed out")) is None
 
@@ -98,3 +102,20 @@ def test_a_write_to_a_frozen_endpoint_times_out_like_a_read(own_s3):
         with open_atomic("s3://own/x/record.json", options) as f:
             f.write(b'{"outcome": "failed"}')
     assert time.monotonic() - start < 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_without_s3fs_the_readers_pyarrow_client_has_the_same_bounds(own_s3, monkeypatch):
+    from firth.schemas import fs as fs_module
+
+    monkeypatch.setattr(fs_module, "_has_s3fs", lambda: False)  # as in the plain install (no extras)
+    options = bounded_options("s3://own/x", own_s3.delta_options, timeout_s=1, retries=1)
+    fs, path = filesystem("s3://own/x/alias.json", options)
+    assert type(fs).__name__ == "ArrowFSWrapper"
+    fs.pipe_file(path, b"{}")
+    own_s3.freeze()
+    start = time.monotonic()
+    with pytest.raises(OSError) as raised:
+        fs.cat_file(path)
+    assert unreachable(raised.value) == Unreachable(True, "HeadObject") and time.monotonic() - start < 20
