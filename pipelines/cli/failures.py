@@ -22,7 +22,8 @@ from pathlib import Path
 
 from firth.pipelines.config import DEFAULT_STORE, ConfigError
 from firth.pipelines.ops.lock import LockHeld
-from firth.schemas.fs import Bounds, error_chain, unreachable
+from firth.schemas.fs import Bounds
+from firth.schemas.unreachable import error_chain, unreachable
 
 EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_UNREACHABLE = 1, 2, 3, 4
 EXIT_CODES_HELP = ("exit codes: 0 success; 1 unexpected error (traceback in the debug log, or use --debug); "

@@ -9,8 +9,8 @@ from botocore.exceptions import ReadTimeoutError
 
 from firth.pipelines.config import StoreConfig
 from firth.schemas.errors import StoreError
-from firth.schemas.fs import (Bounds, Unreachable, bounded_options, filesystem, fsspec_options, open_atomic,
-                              unreachable)
+from firth.schemas.fs import Bounds, bounded_options, filesystem, fsspec_options, open_atomic
+from firth.schemas.unreachable import Unreachable, unreachable
 from firth.schemas.store import TableStore
 from tests.helpers.tables import word_table
 
