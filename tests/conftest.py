@@ -15,6 +15,16 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def debug_log_of_the_session(tmp_path_factory):
+    """Failed CLI calls write their tracebacks under the session's temporary folder, not the user's
+    ~/.local/state/firth/debug.log (a test may set its own $FIRTH_DEBUG_LOG)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FIRTH_DEBUG_LOG", str(tmp_path_factory.mktemp("firth-debug") / "debug.log"))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible HTTP server (moto_server) on 127.0.0.1 for the whole session."""
