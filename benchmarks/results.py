@@ -6,6 +6,7 @@ git commit, with the figures, so that a table in README.md can be traced to the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shlex
@@ -45,6 +46,17 @@ def save(name: str, figures: dict) -> Path:
               "machine": machine(), "commit": commit, "load_average": os.getloadavg(), **figures}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    path.write_text(json.dumps(_strict(record), indent=1, allow_nan=False) + "\n")
     print(f"results: {path}")
     return path
+
+
+def _strict(value):
+    """NaN and infinities (a figure a side did not report) as null: strict JSON for any reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
