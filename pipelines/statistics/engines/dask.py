@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
@@ -91,10 +92,14 @@ def _log_to_file(path: str) -> list[logging.Handler]:
     return the handlers it had."""
     logger = logging.getLogger("distributed")
     saved = list(logger.handlers)
-    for handler in saved:
-        if type(handler) is logging.StreamHandler:  # the terminal (FileHandler is a StreamHandler too)
-            logger.removeHandler(handler)
-    handler = logging.FileHandler(path)
+    try:  # a fresh machine has no ~/.local/state/firth yet; the file appears with the first record
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, delay=True)
+    except OSError:  # an unwritable log must not stop the statistics: the records stay on the terminal
+        return saved
+    for previous in saved:
+        if type(previous) is logging.StreamHandler:  # the terminal (FileHandler is a StreamHandler too)
+            logger.removeHandler(previous)
     handler.setLevel(logging.WARNING)  # a worker's start and stop notes are not worth keeping
     handler.setFormatter(logging.Formatter("%(asctime)s pid %(process)d %(name)s %(levelname)s: %(message)s"))
     logger.addHandler(handler)
