@@ -295,13 +295,22 @@ def _pyarrow_s3(options: Mapping[str, Any]) -> fsspec.AbstractFileSystem:
     # botocore (s3fs) and object_store (deltalake) also take the endpoint and region from the environment
     endpoint = client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    scheme, _, host = endpoint.partition("://") if endpoint else (None, "", None)
     retries = (bounds.get("retries") or {}).get("max_attempts")
+    return _pyarrow_s3_client(options.get("key"), options.get("secret"), options.get("token"),
+                              bool(options.get("anon")), region, endpoint, bounds.get("connect_timeout"),
+                              bounds.get("read_timeout"), retries)
+
+
+@functools.lru_cache(maxsize=16)
+def _pyarrow_s3_client(key, secret, token, anonymous, region, endpoint, connect_timeout, read_timeout,
+                       retries) -> fsspec.AbstractFileSystem:
+    """One client per distinct settings, as fsspec keeps one s3fs instance: a new client resolves
+    its credentials again."""
+    scheme, _, host = endpoint.partition("://") if endpoint else (None, "", None)
     return ArrowFSWrapper(pafs.S3FileSystem(
-        access_key=options.get("key"), secret_key=options.get("secret"), session_token=options.get("token"),
-        anonymous=bool(options.get("anon")), region=region,
+        access_key=key, secret_key=secret, session_token=token, anonymous=anonymous, region=region,
         endpoint_override=host or None, scheme=scheme or None,
-        connect_timeout=bounds.get("connect_timeout"), request_timeout=bounds.get("read_timeout"),
+        connect_timeout=connect_timeout, request_timeout=read_timeout,
         retry_strategy=None if retries is None else pafs.AwsStandardS3RetryStrategy(max_attempts=retries + 1)))
 
 

@@ -1,5 +1,8 @@
 """What several test modules share that is not a fixture: paths of the checkout and the sample corpus."""
+import shutil
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: examples/, infra/, pyproject.toml
 SAMPLE = ROOT / "examples" / "sample-corpus"  # the small real corpus shipped with the project
@@ -13,10 +16,6 @@ def write_job(folder, config: dict | None = None, *, shards: int = 0, name: str 
     (`corpus/*.jsonl.gz`, relative to the file) unless it gives a corpus of its own; the store is
     `folder/store` unless the config names one. Sections may also come as keywords (`table="t"`).
     """
-    import shutil
-
-    import yaml
-
     folder = Path(folder)
     if shards:
         (folder / "corpus").mkdir(parents=True, exist_ok=True)
