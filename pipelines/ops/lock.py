@@ -207,10 +207,19 @@ class RunLock:
         bucket, key, _ = self.fs.split_path(self.path)
         try:
             self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body, IfMatch=version)
-        except OSError:  # 412 Precondition Failed: the lock changed since we read it
-            return False
+        except OSError as exc:
+            if _precondition_failed(exc):  # 412: the lock changed since we read it
+                return False
+            raise  # a timeout or a denied request is not "someone else holds the lock"
         self.fs.invalidate_cache(self.path)
         return True
+
+
+def _precondition_failed(exc: OSError) -> bool:
+    """Whether s3fs's OSError is S3's 412 Precondition Failed (s3fs keeps the ClientError as the cause)."""
+    response = getattr(exc.__cause__, "response", None) or {}
+    return response.get("Error", {}).get("Code") in ("PreconditionFailed", "412") or \
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
 
 
 def run_lock(store_uri: str, table: str, storage_options: Mapping[str, str] | None = None, *,

@@ -141,3 +141,17 @@ RunLock(sys.argv[1], "wiki", ttl_s=3600, run_id="crashed").acquire()
 print("held", flush=True)
 time.sleep(120)
 """
+
+
+@pytest.mark.slow
+def test_an_s3_error_other_than_a_changed_lock_is_raised_not_reported_as_lock_held(own_s3, monkeypatch):
+    """Only S3's 412 (the lock changed since it was read) means "held"; a missing bucket is an error."""
+    for k, v in own_s3.delta_options.items():
+        monkeypatch.setenv(k, v)
+    lock = RunLock("s3://own/store", "t", own_s3.delta_options, run_id="first")
+    lock.acquire()
+    holder, version = lock._read()
+    assert lock._replace("not-the-etag", holder) is False  # a real 412 from the server
+    lock.fs.rm("own", recursive=True)  # the bucket is gone: a 404, not a contender
+    with pytest.raises(FileNotFoundError):
+        lock._replace(version, holder)
