@@ -115,7 +115,10 @@ def collect_garbage(store: "TableStore", name: str, keep: int = 10, dry_run: boo
     """Delete the data files and artifacts of versions outside the retention, and orphans older
     than the grace period; return what was (for a dry run: would be) removed."""
     plan = plan_gc(store, name, keep, orphan_grace_hours)
-    if dry_run or not (plan.collected or plan.orphans):
+    if dry_run:
+        return plan
+    if not (plan.collected or plan.orphans):
+        plan.done = True  # a real run with nothing to remove is not a dry run
         return plan
     if plan.collected:
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")

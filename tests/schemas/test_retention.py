@@ -78,6 +78,9 @@ def test_gc_cli_reports_what_it_removes(local_store, capsys):
     assert main(["tables", "show", "t@0", *store]) == 0  # metadata of a collected version is still shown
     assert main(["neighbors", "t@0", "w1", *store]) == 2
     assert "version 0 was removed by `firth tables gc`" in capsys.readouterr().err
+    assert main(["tables", "gc", "t", "--keep", "2", "--json", *store]) == 0  # nothing left: a real run still
+    again = json.loads(capsys.readouterr().out)
+    assert (again["collected"], again["files"], again["dry_run"]) == ([], [], False)
     assert main(["tables", "gc", "t", "--keep", "0", *store]) == 2
 
 
