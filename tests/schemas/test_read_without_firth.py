@@ -8,6 +8,7 @@ import ast
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,12 +78,12 @@ def test_a_glob_over_the_table_folder_counts_every_kept_version(store):
 
 
 def test_format_1_alias_files_resolve_and_newer_formats_are_refused(store):
-    path = alias_uri(store, "t", "production")
-    record = json.loads(open(path).read())
+    path = Path(alias_uri(store, "t", "production"))
+    record = json.loads(path.read_text())
     record.pop("format")
-    open(path, "w").write(json.dumps(record, indent=1))  # as firth wrote aliases before format 2
+    path.write_text(json.dumps(record, indent=1))  # as firth wrote aliases before format 2
     assert recipes.resolve(store.uri, "t@production").version == 1
-    open(path, "w").write(json.dumps({**record, "format": 3}))
+    path.write_text(json.dumps({**record, "format": 3}))
     with pytest.raises(ValueError, match="production.json has format 3; this recipe reads formats 1 and 2"):
         recipes.resolve(store.uri, "t@production")
 
