@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere, as a script
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from deltalake import DeltaTable  # noqa: E402
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable
 
-from benchmarks.results import save  # noqa: E402
+from benchmarks.results import save
 
 _spec = importlib.util.spec_from_file_location("read_without_firth", ROOT / "examples" / "read_without_firth.py")
 recipes = sys.modules.setdefault("read_without_firth", importlib.util.module_from_spec(_spec))
