@@ -4,9 +4,13 @@ Each alias is one small JSON object, `<table>/_aliases/<alias>.json`, replaced w
 by one atomic write (firth.schemas.fs.open_atomic: a local temp file renamed over it; on S3 a single
 PUT). A reader therefore sees the old record or the new one, never a missing or partial one.
 
-The record carries the alias's history, an append-only list of moves:
+The record is a versioned contract that readers without firth rely on (schemas/README.md,
+"Alias files"; examples/read_without_firth.py reads it): `version` is the Delta version it names,
+`format` the record's format (FORMAT; a file without it is format 1, read the same), and it is
+written on one line so that JSON Lines readers (pl.read_ndjson, DuckDB read_json, Spark) read it
+from object stores. It carries the alias's history, an append-only list of moves:
 
-    {"table": "wiki", "alias": "production", "version": 4,
+    {"format": 2, "table": "wiki", "alias": "production", "version": 4,
      "history": [{"version": 2, "action": "promote", "at": "...", "from": null, "forced": false, "note": ""},
                  {"version": 4, "action": "promote", "at": "...", "from": 2, ...}]}
 
@@ -36,6 +40,10 @@ if TYPE_CHECKING:
 ALIASES_DIR = "_aliases"
 Action = Literal["set", "promote", "rollback"]
 ACTIONS = ("set", "promote", "rollback")
+# Format of the alias record, raised only by a change an older reader would misread (new fields do
+# not raise it: readers ignore fields they do not know). 1: indented, no `format` field (before
+# 2026-11); 2: one line, `format` field.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ class Alias:
         return rollback_stack(self.history)
 
     def to_json(self) -> dict:
-        return {"table": self.table, "alias": self.name, "version": self.version,
+        return {"format": FORMAT, "table": self.table, "alias": self.name, "version": self.version,
                 "history": [move.to_json() for move in self.history]}
 
 
@@ -96,6 +104,9 @@ def read_alias(store: "TableStore", table: str, alias: str) -> Alias | None:
     fs, path = filesystem(uri, store.storage_options)
     try:
         data = json.loads(fs.cat_file(path))
+        if not isinstance(data.get("format", 1), int) or data.get("format", 1) > FORMAT:
+            raise StoreError(f"alias {table}@{alias}: {uri} has format {data.get('format')!r}, newer than the "
+                             f"{FORMAT} this firth reads; upgrade firth (pip install -U firth)")
         history = tuple(AliasMove.from_json(m) for m in data.get("history", []))
         record = Alias(table, alias, data["version"], history)
         versions = [record.version, *(m.version for m in history)]
@@ -104,6 +115,8 @@ def read_alias(store: "TableStore", table: str, alias: str) -> Alias | None:
             raise ValueError("versions must be non-negative integers and actions one of " + ", ".join(ACTIONS))
     except FileNotFoundError:
         return None
+    except StoreError:
+        raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise StoreError(f"alias {table}@{alias}: {uri} is not an alias record ({type(e).__name__}: {e}); "
                          f"remove that file and set the alias again (`firth tables promote {table}@VERSION "
@@ -172,7 +185,7 @@ def rollback_alias(store: "TableStore", table: str, alias: str, note: str = "") 
 
 
 def _write(store: "TableStore", record: Alias) -> None:
-    body = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
+    body = json.dumps(record.to_json(), sort_keys=True).encode() + b"\n"  # one line: a JSON Lines file too
     with open_atomic(alias_uri(store, record.table, record.name), store.storage_options) as f:
         f.write(body)
 

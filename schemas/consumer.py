@@ -5,6 +5,10 @@ stack (no Dask, Beam, Ray or torch is imported here or by anything this imports)
     emb.vector("king")                 # (dim,) float32
     emb.vectors_for(["king", "queen"]) # (2, dim) float32
     emb.neighbors("king", k=5)         # [("queen", 0.78), ...] cosine, the query word excluded
+    emb["king"], emb[["king", "queen"]], "king" in emb      # gensim's KeyedVectors habits:
+    emb.most_similar(positive=["king", "woman"], negative=["man"], topn=5)   # 3CosAdd analogy
+    emb.most_similar_cosmul(positive=["king", "woman"], negative=["man"])   # 3CosMul
+    emb.similarity("king", "queen"); emb.to_keyed_vectors()                 # gensim KeyedVectors
     emb.to_word2vec("wiki.bin", binary=True); emb.to_parquet("wiki.parquet")
 
     docs = open_documents("s3://bucket/store", "wiki-minilm@3")
@@ -117,7 +121,16 @@ class Embeddings(VectorTable):
         return embeddings
 
     def __contains__(self, token: str) -> bool:
+        """In the table (a fastText table still gives other words a vector: see `is_oov`)."""
         return token in self._token_to_row
+
+    def __getitem__(self, tokens: str | Sequence[str]) -> np.ndarray:
+        """gensim's `kv["word"]` (dim,) and `kv[["a", "b"]]` (n, dim), float32."""
+        return self.vector(tokens) if isinstance(tokens, str) else self.vectors_for(tokens)
+
+    def is_oov(self, token: str) -> bool:
+        """True when `token` is not in the table but has a vector built from its character n-grams (fastText)."""
+        return token not in self._token_to_row and self.oov is not None and self.oov(token) is not None
 
     def __repr__(self) -> str:
         return f"Embeddings({self.ref!r}, {len(self)} tokens, dim={self.dim})"
@@ -139,12 +152,18 @@ class Embeddings(VectorTable):
         return self.vectors[self.index(token)]
 
     def vectors_for(self, tokens: Sequence[str]) -> np.ndarray:
-        """(len(tokens), dim) float32; KeyError listing every absent token."""
-        rows = [self._token_to_row.get(t, -1) for t in tokens]
-        missing = [t for t, r in zip(tokens, rows) if r < 0]
+        """(len(tokens), dim) float32; KeyError listing every absent token (fastText tables: those
+        without an n-gram vector either)."""
+        rows = np.asarray([self._token_to_row.get(t, -1) for t in tokens], dtype=np.int64).reshape(-1)
+        result = self.vectors[rows]  # (n, dim); rows of absent tokens are filled below or refused
+        absent = np.flatnonzero(rows < 0)
+        built = {int(i): self.oov(tokens[i]) for i in absent} if self.oov is not None else {}
+        missing = [tokens[i] for i in absent if built.get(int(i)) is None]
         if missing:
             raise KeyError(f"{len(missing)} tokens are not in table {self.ref}: {missing[:10]}")
-        return self.vectors[np.asarray(rows, dtype=np.int64)]
+        for i, vector in built.items():
+            result[i] = vector
+        return result
 
     def neighbors(self, token_or_vector: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]:
         """The k tokens of highest cosine similarity, best first; a token query excludes itself.
@@ -160,6 +179,78 @@ class Embeddings(VectorTable):
         else:
             top, scores = self._top_k(token_or_vector, k)
         return [(self.tokens[i], float(s)) for i, s in zip(top, scores)]
+
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine of the vectors of two tokens (gensim's `similarity`)."""
+        u, v = self.vector(a), self.vector(b)
+        return float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+    def most_similar(self, positive: str | np.ndarray | Sequence[str | np.ndarray] = (),
+                     negative: str | np.ndarray | Sequence[str | np.ndarray] = (), topn: int | None = 10,
+                     *, method: str = "3cosadd") -> list[tuple[str, float]] | np.ndarray:
+        """gensim's `most_similar`: the `topn` tokens closest to `positive` minus `negative` (tokens
+        or vectors), best first, the input tokens left out; `topn=None` gives every row's score.
+
+        `method="3cosadd"` (default, gensim's most_similar): cosine to the unit-length mean of the
+        inputs, tokens' vectors scaled to length 1 first, negatives weighted -1. `"3cosmul"`
+        (gensim's most_similar_cosmul, Levy & Goldberg 2014): product of the positives' cosines over
+        the negatives', each cosine shifted to [0, 1]. Both as gensim 4.4 computes them (compared in
+        tests/schemas/test_consumer_gensim.py). Out-of-vocabulary tokens of fastText tables take
+        their n-gram vector and, as in gensim, are not left out of the results.
+        """
+        positive, negative = _as_list(positive), _as_list(negative)
+        if not positive and not negative or method == "3cosmul" and not positive:
+            raise ValueError("most_similar needs at least one positive token or vector (e.g. "
+                             "positive=['king', 'woman'], negative=['man'])")
+        terms = np.stack([self._unit_vector(t) if isinstance(t, str) else np.asarray(t, np.float32).reshape(-1)
+                          for t in positive + negative])  # (terms, dim): tokens at unit length
+        if terms.shape[1] != self.dim:
+            raise ValueError(f"a query vector has {terms.shape[1]} values; table {self.ref} has dim {self.dim}")
+        if method == "3cosadd":
+            weights = np.r_[np.ones(len(positive)), -np.ones(len(negative))].astype(np.float32)  # (terms,)
+            mean = weights @ terms / len(weights)  # (dim,)
+            norm = np.linalg.norm(mean)
+            scores = self.unit_vectors @ (mean / norm if norm > 0 else mean)  # (rows,)
+        elif method == "3cosmul":
+            shifted = (1 + self.unit_vectors @ terms.T) / 2  # (rows, terms) cosines in [0, 1]
+            scores = shifted[:, :len(positive)].prod(axis=1) / (shifted[:, len(positive):].prod(axis=1) + 1e-6)
+        else:
+            raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
+        if topn is None:
+            return scores
+        inputs = [self._token_to_row[t] for t in positive + negative if isinstance(t, str) and t in self]
+        scores[inputs] = -np.inf
+        top, best = top_k(scores, min(topn, len(self) - len(set(inputs))))
+        return [(self.tokens[i], float(s)) for i, s in zip(top, best)]
+
+    def most_similar_cosmul(self, positive=(), negative=(), topn: int | None = 10):
+        """gensim's `most_similar_cosmul`: `most_similar(..., method="3cosmul")`."""
+        return self.most_similar(positive, negative, topn, method="3cosmul")
+
+    def to_keyed_vectors(self):
+        """A gensim `KeyedVectors` holding these tokens and vectors in this order, with each token's
+        corpus `count` (`kv.get_vecattr(token, "count")`) when loaded from a table."""
+        try:
+            from gensim.models import KeyedVectors
+        except ImportError:
+            raise ImportError("Embeddings.to_keyed_vectors() needs gensim, which is not installed: "
+                              "pip install gensim") from None
+        keyed = KeyedVectors(self.dim, count=len(self), dtype=np.float32)
+        keyed.vectors[:] = self.vectors
+        keyed.index_to_key = list(self.tokens)
+        keyed.key_to_index = dict(self._token_to_row)
+        if self.counts is not None:
+            keyed.allocate_vecattrs(["count"], [np.int64])
+            keyed.expandos["count"][:] = self.counts
+        return keyed
+
+    def _unit_vector(self, token: str) -> np.ndarray:
+        """(dim,) the token's vector at length 1 (an out-of-vocabulary fastText token's n-gram vector too)."""
+        if token in self._token_to_row:
+            return self.unit_vectors[self._token_to_row[token]]
+        vector = self.vector(token)
+        norm = np.linalg.norm(vector)
+        return vector / norm if norm > 0 else vector
 
     def to_table(self) -> pa.Table:
         """The table in embedding_schema(dim); ids and counts as loaded (row numbers and 0 otherwise)."""
@@ -178,6 +269,11 @@ class Embeddings(VectorTable):
         """Write one plain Parquet file (token, id, count, vector); return its URI."""
         export.write_table_parquet(self.to_table(), uri, storage_options)
         return uri
+
+
+def _as_list(terms) -> list:
+    """gensim accepts one token or vector, or None, where a list is expected."""
+    return [] if terms is None else [terms] if isinstance(terms, (str, np.ndarray)) else list(terms)
 
 
 class Hit(NamedTuple):

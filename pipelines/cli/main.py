@@ -162,9 +162,14 @@ def _neighbors(args) -> int:
     store = open_store(args)
     embeddings = open_embeddings(store.uri, args.ref, store.storage_options)
     result = embeddings.neighbors(args.word, k=args.k)
+    oov = embeddings.is_oov(args.word)  # not in the table: its vector is the mean of its n-grams' (fastText)
     if args.json:
-        print(json.dumps([{"token": t, "cosine": s} for t, s in result]))
+        print(json.dumps({"table": embeddings.ref, "word": args.word, "oov": oov,
+                          "neighbors": [{"token": t, "cosine": s} for t, s in result]}))
     else:
+        if oov:  # on stderr: stdout stays one line per neighbour
+            print(f"note: {args.word!r} is not in {embeddings.ref}; its vector was built from its character "
+                  "n-grams", file=sys.stderr)
         for token, score in result:
             print(f"{score:7.4f}  {token}")
     return 0

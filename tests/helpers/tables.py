@@ -29,3 +29,22 @@ def publish_with_metrics(store: TableStore, name: str, *wordsim: float) -> list[
     """One version per value, metrics {"wordsim353_spearman": value}, vectors seeded by the version."""
     return [store.publish(name, word_table(6, 3, seed=i), {"metrics": {"wordsim353_spearman": w}})
             for i, w in enumerate(wordsim)]
+
+
+def publish_with_subwords(store: TableStore, name: str, table: pa.Table, words: list[str], *,
+                          min_n: int = 3, max_n: int = 4, buckets: int = 1000, seed: int = 0) -> int:
+    """Publish `table` as a fastText table would be: an n-gram bucket table (artifact subwords.npz)
+    holding every bucket of `words`' n-grams, with random vectors, so that those words, absent from
+    the table, get vectors from their n-grams (schemas/subwords.py)."""
+    import io
+
+    from firth.schemas.subwords import HASH, word_buckets
+
+    bucket_ids = np.unique(word_buckets(words, min_n, max_n, buckets)[1])  # (K,) sorted
+    dim = table.column("vector").type.list_size
+    vectors = np.random.default_rng(seed).standard_normal((len(bucket_ids), dim)).astype(np.float32)
+    body = io.BytesIO()
+    np.savez(body, bucket_ids=bucket_ids, vectors=vectors)
+    spec = {"min_n": min_n, "max_n": max_n, "buckets": buckets, "hash": HASH, "artifact": "subwords.npz",
+            "oov": "mean"}
+    return store.publish(name, table, {"model": "fasttext", "subwords": spec}, {"subwords.npz": body.getvalue()})

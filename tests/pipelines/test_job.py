@@ -63,7 +63,9 @@ def test_run_publishes_a_version_then_a_failed_worker_still_publishes_and_a_bad_
     shown = json.loads(capsys.readouterr().out)
     assert shown["version"] == 0 and shown["metrics"] == meta["metrics"]
     assert main(["neighbors", "tiny", "python", "-k", "3", "--json", "--store", config.store.uri]) == 0
-    neighbors = json.loads(capsys.readouterr().out)
+    answer = json.loads(capsys.readouterr().out)
+    neighbors = answer["neighbors"]
+    assert answer["oov"] is False and answer["word"] == "python"
     assert len(neighbors) == 3 and all(n["token"] != "python" for n in neighbors)
     assert main(["neighbors", "tiny", "qwxzzy", "--store", config.store.uri]) == 2
     assert "qwxzzy" in capsys.readouterr().err

@@ -101,3 +101,28 @@ def test_concurrent_readers_never_see_a_missing_alias(store_fixture, request):
     assert set(seen) <= {0, 1} and len(seen) > 0
     record = read_alias(store, "t", "production")
     assert len(record.history) == moves + 1 and record.version == moves % 2
+
+
+def test_alias_files_are_format_2_json_lines_and_format_1_files_stay_readable(local_store):
+    import polars as pl
+
+    publish_with_metrics(local_store, "t", 0.1, 0.2)
+    move_alias(local_store, "t", "production", 1)
+    fs, path = filesystem(alias_uri(local_store, "t", "production"), local_store.storage_options)
+    body = fs.cat_file(path)
+    assert body.count(b"\n") == 1 and body.endswith(b"\n")  # one line: a JSON Lines file
+    assert pl.read_ndjson(path).select("format", "alias", "version").rows() == [(2, "production", 1)]
+
+    # a file written before the format field (indented, no "format") reads the same
+    old = {"table": "t", "alias": "staging", "version": 0,
+           "history": [{"version": 0, "action": "set", "at": "2026-11-01T00:00:00.000+00:00", "from": None,
+                        "forced": False, "note": ""}]}
+    fs.pipe_file(path.replace("production", "staging"), json.dumps(old, indent=1).encode())
+    assert local_store.resolve("t@staging") == ("t", 0)
+    assert move_alias(local_store, "t", "staging", 1, action="promote").stack == [0, 1]
+    assert json.loads(fs.cat_file(path.replace("production", "staging")))["format"] == 2
+
+    fs.pipe_file(path, json.dumps({**json.loads(body), "format": 3}).encode())
+    with pytest.raises(StoreError, match=r"production.json has format 3, newer than the 2 this firth reads; "
+                                         r"upgrade firth"):
+        local_store.resolve("t@production")
