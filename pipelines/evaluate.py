@@ -11,6 +11,7 @@ Words are compared lowercased. Nothing here imports gensim itself: only its data
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def metric_info(name: str) -> Metric:
 def format_metric(name: str, value) -> str:
     if not isinstance(value, (int, float)):
         return "" if value is None else str(value)
-    if value != value:  # NaN
+    if math.isnan(value):  # ρ of fewer than two covered pairs
         return "n/a"
     info = metric_info(name)
     return f"{100 * value:.1f} %" if info.percent else f"{value:,.{info.digits}f}"

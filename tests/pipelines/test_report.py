@@ -1,4 +1,6 @@
 """The HTML run report: self-contained, and showing the right numbers (parsed with html.parser)."""
+import html
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -8,6 +10,7 @@ from sklearn.decomposition import PCA
 
 from firth.pipelines.cli.main import main
 from firth.pipelines.ops.report import build_report, default_probes, pca_2d
+from firth.pipelines.ops.report_charts import format_tick, label_box, nice_ticks, place_labels
 from firth.pipelines.ops.run_records import RunLog, RunRecord
 from firth.schemas.store import TableStore
 from firth.schemas.tables import embedding_schema
@@ -35,6 +38,13 @@ class Page(HTMLParser):
         return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
 
 
+def _change_class(page: Page, metric: str) -> str:
+    """The class of the "change" cell of `metric`'s row in the metrics table."""
+    tags = [t for t in page.tags if t[0] in ("tr", "td")]
+    row = next(i for i, (tag, attrs) in enumerate(tags) if tag == "tr" and attrs.get("data-metric") == metric)
+    return tags[row + 5][1]["class"]  # name, what, this version, previous, change
+
+
 def _vectors(seed: int) -> np.ndarray:
     """(12, 4): fruits around axis 0, vehicles around axis 1; apricot almost equals apple."""
     rng = np.random.default_rng(seed)
@@ -58,8 +68,8 @@ def _publish(store: TableStore, vectors: np.ndarray, metrics: dict) -> int:
 def store_with_runs(tmp_path):
     store = TableStore(str(tmp_path / "store"))
     log = RunLog(store.uri)
-    _publish(store, _vectors(0), {"wordsim353_spearman": 0.5})
-    _publish(store, _vectors(1), {"wordsim353_spearman": 0.7, "final_loss": 0.1})
+    _publish(store, _vectors(0), {"wordsim353_spearman": 0.5, "analogy_accuracy": 0.3})
+    _publish(store, _vectors(1), {"wordsim353_spearman": 0.7, "analogy_accuracy": 0.2, "final_loss": 0.1})
     runs = [RunRecord("20260101T000000000-aaaa", "fruit", "succeeded", "s", "u", {}, timings={"statistics": 2.0},
                       epoch_losses=[3.0, 2.0], version=0),
             RunRecord("20260102T000000000-bbbb", "fruit", "succeeded", "s", "u", {},
@@ -87,8 +97,11 @@ def test_the_report_is_self_contained_and_shows_timings_losses_metrics_projectio
         "20260102T000000000-bbbb": 3, "20260101T000000000-aaaa": 2}  # this run and the previous one
 
     text = " ".join(" ".join(page.text).split())
-    assert "wordsim353_spearman 0.7000 0.5000 +0.2000" in text  # this version against the previous
-    assert "final_loss 0.1000" in text
+    assert "wordsim353_spearman WordSim-353 Spearman ρ 0.7000 0.5000 +0.2000" in text  # against the previous version
+    assert "analogy_accuracy Google analogy accuracy (3CosAdd) 20.0 % 30.0 % -10.0 points" in text
+    assert "final_loss training loss, last epoch 0.1000" in text
+    assert _change_class(page, "wordsim353_spearman") == "n better" and _change_class(page, "analogy_accuracy") == "n worse"
+    assert _change_class(page, "final_loss") == "n "  # nothing to compare with
 
     assert len(page.find("circle")) == 12  # every word (fewer than PCA_WORDS) projected
     neighbour_tables = [a["data-probe"] for a in page.find("table", **{"class": "neighbours"})]
@@ -137,4 +150,77 @@ def test_a_document_table_run_gets_no_word_sections(tmp_path):
                                       timings={"training": 1.0}, version=version))
     page = Page(build_report(store, "20260101T000000000-dddd"))
     assert "a document table" in " ".join(page.text)
-    assert not page.find("svg", id="projection") and not page.find("table", id="metrics")
+    assert not page.find("svg", id="projection") and not page.find("table", **{"class": "neighbours"})
+
+
+def test_ticks_are_round_numbers_covering_the_range():
+    assert nice_ticks(0.0, 0.09495) == [0.0, 0.02, 0.04, 0.06, 0.08, 0.1]
+    assert nice_ticks(0.0, 0.09495, 3) == [0.0, 0.05, 0.1]
+    assert nice_ticks(0.04, 0.09495) == [0.04, 0.06, 0.08, 0.1]
+    assert nice_ticks(2.31, 3.07) == [2.2, 2.4, 2.6, 2.8, 3.0, 3.2]
+    assert nice_ticks(-0.3, 0.3) == [-0.4, -0.2, 0.0, 0.2, 0.4]
+    assert nice_ticks(1, 3, 9, integer=True) == [1, 2, 3]  # epochs: never a step below 1
+    assert nice_ticks(1, 37, 9, integer=True) == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    assert nice_ticks(1, 1, integer=True) == [0, 1, 2]  # one epoch: a range around it
+    assert nice_ticks(5.0, 5.0) == [2, 4, 6, 8]
+    assert [format_tick(v) for v in nice_ticks(0.0, 0.09495, 3)] == ["0", "0.05", "0.1"]
+    assert [format_tick(v) for v in nice_ticks(0, 1500)] == ["0", "500", "1000", "1500"]
+    with pytest.raises(ValueError, match="finite"):
+        nice_ticks(0.0, float("nan"))
+
+
+def _label_boxes(page_html: str) -> list[tuple[float, float, float, float]]:
+    """The box of every <text class=label> of the page (its x, y, text-anchor and word), by the report's estimate."""
+    labels = re.findall(r'<text class=label x="([\d.]+)" y="([\d.]+)" text-anchor="(\w+)">([^<]*)</text>', page_html)
+    return [label_box(float(x), float(y), html.unescape(word), anchor) for x, y, anchor, word in labels]
+
+
+def _assert_apart(boxes, width, height):
+    for k, a in enumerate(boxes):
+        assert 0 <= a[0] and 0 <= a[1] and a[2] <= width and a[3] <= height, a
+        for b in boxes[k + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
+def test_labels_are_placed_without_overlapping_or_left_out():
+    rng = np.random.default_rng(0)
+    words = [f"word{i:03d}" for i in range(200)]
+    crowd = rng.normal(300, 40, size=(200, 2))  # 200 labels in a small area: most cannot fit
+    placed = place_labels(crowd, words, 600, 600)
+    boxes = [label_box(x, y, words[i], anchor) for i, x, y, anchor in placed]
+    _assert_apart(boxes, 600, 600)
+    assert 20 < len(placed) < 200 and placed[0][0] == 0  # the most important label always gets a place
+    same_point = place_labels(np.full((10, 2), 100.0), ["same"] * 10, 600, 600)
+    assert [anchor for *_, anchor in same_point] == ["start", "start", "end", "end"]  # the 4 corners; then no room
+    spread = np.column_stack([np.arange(10) * 55 + 10, np.arange(10) * 50 + 30])  # a diagonal, well apart
+    assert len(place_labels(spread, words[:10], 600, 600)) == 10
+    # the estimate is a box, not a point: labels that would touch are not both kept
+    assert len(place_labels(np.array([[100.0, 100.0], [110.0, 100.0]]), ["longer", "longer"], 120, 112)) == 1
+
+
+def test_the_projection_labels_in_a_report_do_not_overlap(store_with_runs):
+    text = build_report(store_with_runs, "20260102T000000000-bbbb")
+    svg = Page(text).find("svg", id="projection")[0]
+    boxes = _label_boxes(text)
+    assert 1 <= len(boxes) <= 12 and len(boxes) == len(Page(text).find("text", **{"class": "label"}))
+    _assert_apart(boxes, float(svg["width"]), float(svg["height"]))
+
+
+def test_the_promotion_decision_and_the_gate_are_shown(store_with_runs):
+    log = RunLog(store_with_runs.uri)
+    record = log.get("20260102T000000000-bbbb")
+    record.promotion = {"alias": "production", "promoted": False,
+                        "message": "not promoted: refused to point fruit@production at version 1",
+                        "comparisons": [{"metric": "analogy_accuracy", "candidate": 0.2, "holder": 0.3,
+                                         "higher_is_better": True, "tolerance": 0.01, "passed": False,
+                                         "reason": "0.2000 against 0.3000 (higher is better): worse by 0.1000 > "
+                                                   "tolerance 0.01"}]}
+    log.write(record)
+    page = Page(build_report(store_with_runs, record.run_id))
+    text = " ".join(" ".join(page.text).split())
+    assert "refused: production stays where it was — not promoted: refused to point fruit@production" in text
+    assert ("analogy_accuracy 0.2000 0.3000 higher is better, tolerance 0.01 0.2000 against 0.3000 (higher is "
+            "better): worse by 0.1000 > tolerance 0.01") in text
+    assert page.find("td", **{"class": "worse"})
+    first = Page(build_report(store_with_runs, "20260101T000000000-aaaa"))
+    assert "the run did not promote its version" in " ".join(first.text) and not first.find("table", id="gate")
