@@ -166,13 +166,16 @@ def _corpus(record: RunRecord, metadata: dict) -> str:
         note = ("<p class=muted>an encoder reads the corpus itself, without the statistics stage: documents are "
                 "those embedded; tokens, shard cache and skipped records are not counted</p>")
     elif not corpus:
-        note = "<p class=muted>no version published: only the shards the run listed are known</p>"
+        note = ("<p class=muted>the version records no corpus counts</p>" if metadata else
+                "<p class=muted>no version published: only the shards the run listed are known</p>")
     body = "".join(f"<tr><th>{_e(k)}</th><td class=n>{_e(v)}</td></tr>" for k, v in rows)
     return f"<h2>Corpus</h2><table id=corpus>{body}</table>{note}"
 
 
 def _config(config: dict, source: str) -> str:
     rows = "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>" for key, value in _flatten(config))
+    if not rows:
+        return f"<h2>Config</h2><p class=muted>{_e(source)} records no config</p>"
     return (f"<h2>Config</h2><p class=muted>the effective config, defaults filled in, as {_e(source)} records it "
             f"(storage options left out)</p><table id=config class=config>{rows}</table>")
 
@@ -210,6 +213,8 @@ def _losses(record: RunRecord, previous_run: RunRecord | None) -> str:
     series = {f"this run ({record.run_id})": record.epoch_losses}
     if previous_run is not None and previous_run.epoch_losses:
         series[f"previous run ({previous_run.run_id})"] = previous_run.epoch_losses
+    if max(len(losses) for losses in series.values()) == 1:  # a chart of single points says nothing
+        return f"<h2>Training loss per epoch</h2><p id=losses>one epoch, mean loss {record.epoch_losses[0]:.4f}</p>"
     points = {name: [(e + 1, float(v)) for e, v in enumerate(losses)] for name, losses in series.items()}
     return f"<h2>Training loss per epoch</h2>{line_chart('losses', points, 'epoch', 'loss')}"
 
