@@ -63,8 +63,12 @@ def build_report(store: TableStore, run_id: str, probes: list[str] | None = None
         sections += [_step_losses(metadata), _metrics(info, before, record), _retrieval(metadata.get("metrics", {}))]
     if published and "token" in _columns(store, record):
         current = open_embeddings(store.uri, f"{record.table}@{record.version}", store.storage_options)
-        previous = open_embeddings(store.uri, f"{record.table}@{before.version}", store.storage_options) \
-            if before is not None else None
+        previous = None
+        if before is not None:
+            try:
+                previous = open_embeddings(store.uri, f"{record.table}@{before.version}", store.storage_options)
+            except NotFoundError:  # its files removed by gc
+                previous = None
         sections += [_projection(current), _neighbours(current, previous, probes or default_probes(current.tokens))]
     elif published:
         sections.append("<h2>Embeddings</h2><p class=muted>a document table: the word sections (projection, "

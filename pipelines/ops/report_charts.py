@@ -11,6 +11,7 @@ import numpy as np
 COLOURS = ["#1f6feb", "#d9480f", "#2f9e44", "#862e9c"]
 FONT_PX = 11  # svg text{font:11px ...} in the report's CSS
 CHAR_WIDTH = 0.62 * FONT_PX  # a generous average advance of a lowercase/digit glyph in system-ui at 11 px
+LABEL_GAP = 1.0  # pixels kept free between two labels' boxes
 
 
 def nice_ticks(low: float, high: float, max_ticks: int = 6, *, integer: bool = False) -> list[float]:
@@ -98,16 +99,18 @@ _PLACES = ((4, -4, "start"), (4, 12, "start"), (-4, -4, "end"), (-4, 12, "end"),
 
 def place_labels(xy: np.ndarray, texts: list[str], width: float, height: float) -> list[tuple[int, float, float, str]]:
     """Greedy placement, in the given order (most important first): each label takes the first of
-    _PLACES around its point where its box stays inside the canvas and meets no box placed before;
+    _PLACES around its point where its box stays inside the canvas and comes no closer than LABEL_GAP
+    to a box placed before;
     a label with no such place is left out. Returns (point index, x, y, text-anchor) per label placed."""
     placed: list[tuple[int, float, float, str]] = []
     boxes: list[tuple[float, float, float, float]] = []
     for i, text in enumerate(texts):
         for dx, dy, anchor in _PLACES:
-            x, y = float(xy[i, 0]) + dx, float(xy[i, 1]) + dy
+            x, y = round(float(xy[i, 0]) + dx, 1), round(float(xy[i, 1]) + dy, 1)  # as written to the SVG
             box = label_box(x, y, text, anchor)
             inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height
-            if inside and not any(boxes_overlap(box, other) for other in boxes):
+            padded = (box[0] - LABEL_GAP, box[1] - LABEL_GAP, box[2] + LABEL_GAP, box[3] + LABEL_GAP)
+            if inside and not any(boxes_overlap(padded, other) for other in boxes):
                 placed.append((i, x, y, anchor))
                 boxes.append(box)
                 break

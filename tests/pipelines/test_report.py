@@ -1,5 +1,8 @@
 """The HTML run report: self-contained, and showing the right numbers (parsed with html.parser)."""
+import gzip
 import html
+import json
+import math
 import re
 from html.parser import HTMLParser
 
@@ -12,8 +15,10 @@ from firth.pipelines.cli.main import main
 from firth.pipelines.ops.report import build_report, default_probes, pca_2d
 from firth.pipelines.ops.report_charts import format_tick, label_box, nice_ticks, place_labels
 from firth.pipelines.ops.run_records import RunLog, RunRecord
+from firth.schemas.promotion import promote
 from firth.schemas.store import TableStore
 from firth.schemas.tables import embedding_schema
+from tests.helpers import SAMPLE_SHARDS, write_job
 
 FRUITS = ["apple", "apricot", "banana", "cherry", "grape", "melon"]
 VEHICLES = ["car", "bus", "train", "truck", "bicycle", "tram"]
@@ -224,3 +229,95 @@ def test_the_promotion_decision_and_the_gate_are_shown(store_with_runs):
     assert page.find("td", **{"class": "worse"})
     first = Page(build_report(store_with_runs, "20260101T000000000-aaaa"))
     assert "the run did not promote its version" in " ".join(first.text) and not first.find("table", id="gate")
+
+
+# --- real runs -------------------------------------------------------------------------------------
+
+
+def _documents(shards, piece_words: int | None = None) -> int:
+    """Documents in the shards; with `piece_words`, a longer one counts as ceil(words / piece_words) pieces
+    (corpus.max_document_tokens; the sample has one such document, of 11,169 words)."""
+    texts = [json.loads(line)["text"] for shard in shards for line in gzip.open(shard, "rt") if line.strip()]
+    return sum(max(1, math.ceil(len(t.split()) / piece_words)) if piece_words else 1 for t in texts)
+
+
+def _assert_round_ticks(svg: str, cls: str) -> list[float]:
+    ticks = [float(t) for t in re.findall(rf'<text class={cls} [^>]*>([^<]+)</text>', svg)]
+    steps = np.diff(ticks)
+    assert len(ticks) >= 2 and np.allclose(steps, steps[0]), ticks  # evenly spaced
+    mantissa = steps[0] / 10 ** np.floor(np.log10(steps[0]))
+    assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-6, ticks  # a step of 1, 2 or 5 x 10^k
+    return ticks
+
+
+@pytest.mark.slow
+def test_a_real_nightly_run_reports_its_config_corpus_refused_promotion_and_regression(tmp_path, capsys):
+    """PPMI-SVD: statistics on Dask, no Ray (the encoder test below trains on Ray)."""
+    store = TableStore(str(tmp_path / "store"))
+    # The holder of `production`: a version with a ρ no real run reaches here, so the gate refuses the run's.
+    table = pa.table({"token": FRUITS, "id": pa.array(range(6), pa.int32()), "count": pa.array([9] * 6, pa.int64()),
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(_vectors(0)[:6].reshape(-1)), 4)},
+                     schema=embedding_schema(4))
+    store.publish("nightly", table, {"metrics": {"wordsim353_spearman": 1.0}})
+    promote(store, "nightly@0", "production", [])
+    config = write_job(tmp_path, {
+        "table": "nightly", "statistics": {"n_workers": 1, "min_count": 1, "window": 3, "n_buckets": 2},
+        "model": {"model": "ppmi_svd", "dim": 8},
+        "promotion": {"rules": [{"metric": "wordsim353_spearman"}]}}, shards=2, name="nightly.yaml")
+    assert main(["run", str(config), "--incremental"]) == 0
+    out = capsys.readouterr().out
+    info = store.info("nightly", 1)
+    tokens, coverage = info.metadata["corpus"]["tokens"], info.metadata["metrics"]["wordsim353_coverage"]
+    spearman = next(line for line in out.splitlines() if "WordSim-353 Spearman ρ" in line)
+    assert f"over {100 * coverage:.0f} % of its 353 word pairs ({tokens / 1e6:.1f} M tokens here; ppmi_svd reaches " \
+           "0.5430 on the 12.9 M-token benchmark corpus" in spearman
+    assert "not promoted" in out
+    [run_record] = RunLog(store.uri).list("nightly")
+
+    text = build_report(store, run_record.run_id)
+    page = Page(text)
+    words = " ".join(" ".join(page.text).split())
+    assert "refused: production stays where it was" in words
+    assert "wordsim353_spearman" in text.split("<table id=gate>")[1].split("</table>")[0]
+    corpus = dict(re.findall(r"<tr><th>([^<]+)</th><td class=n>([^<]+)</td></tr>",
+                             text.split("<table id=corpus>")[1].split("</table>")[0]))
+    assert corpus == {"shards read": "2", "shards counted": "2", "shards reused from the cache": "0",
+                      "documents": f"{_documents(SAMPLE_SHARDS[:2], 10_000):,}", "tokens": f"{tokens:,}",
+                      "vocabulary": f"{info.metadata['vocab_size']:,}",
+                      "bad records skipped": "0", "empty shards": "0", "unreadable shards": "0"}
+    assert "model.model \"ppmi_svd\"" in words and "statistics.window 3" in words and "store.uri" in words
+    assert _change_class(page, "wordsim353_spearman") == "n worse"  # the regression the gate refused is red
+    _assert_apart(_label_boxes(text), 1000, 560)
+
+
+@pytest.mark.slow
+def test_a_real_one_epoch_encoder_run_reports_retrieval_before_and_after_and_its_loss_per_step(
+        tmp_path, capsys, monkeypatch, no_ray):
+    monkeypatch.setenv("FIRTH_CACHE", str(tmp_path / "cache"))
+    config = write_job(tmp_path, {
+        "table": "docs",
+        "model": {"model": "encoder", "checkpoint": None, "layers": 1, "heads": 2, "hidden_size": 32,
+                  "intermediate_size": 64, "vocab_size": 500, "max_length": 64, "mlm_epochs": 0, "epochs": 1,
+                  "max_pairs": 96, "batch_size": 8, "learning_rate": 1e-3, "holdout_fraction": 0.2,
+                  "eval_documents": 20, "num_workers": 1, "embed_workers": 1}},
+        shards=1, name="encoder.yaml")
+    assert main(["run", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out title → body recall@10, before training" in out
+    store = TableStore(str(tmp_path / "store"))
+    metrics = store.info("docs", 0).metadata["metrics"]
+    [run_record] = RunLog(store.uri).list("docs")
+
+    text = build_report(store, run_record.run_id)
+    retrieval = text.split("<table id=retrieval>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=n>([^<]+)</td><td class=n>([^<]+)</td>", retrieval)
+    assert rows == [(name.replace("_at_", "@"), f"{metrics[f'retrieval_{name}_start']:.4f}",
+                     f"{metrics[f'retrieval_{name}']:.4f}") for name in ("mrr_at_10", "recall_at_10")]
+    curve = Page(text).find("polyline", **{"data-name": "contrastive"})
+    assert len(curve) == 1 and len(curve[0]["points"].split()) == 96 // 8  # one epoch: a point per step
+    [epoch] = store.info("docs", 0).metadata["encoder"]["epochs"]
+    assert epoch["loss"] == pytest.approx(np.mean(epoch["step_losses"]))
+    steps = text.split("<svg id=steps-contrastive")[1].split("</svg>")[0]
+    assert _assert_round_ticks(steps, "x-tick")[-1] >= 12
+    words = " ".join(" ".join(Page(text).text).split())
+    assert f"documents {_documents(SAMPLE_SHARDS[:1]):,}" in words and "tokens not recorded" in words
