@@ -1,13 +1,13 @@
 """`firth report RUN_ID`: one self-contained HTML page about a run (inline CSS and SVG, no external assets).
 
 Sections: the run (outcome, version, failing stage and error), the promotion decision (runs that
-asked to promote), the corpus counts, the effective config (as the version records it), stage
-timings (bars), training loss per epoch (this run and the table's previous successful run) and,
-for encoders, per step, evaluation metrics against the previous version (regressions in red),
-retrieval before and after training (encoders), a 2-D PCA projection of the most frequent words
-with labels that do not overlap, and nearest neighbours of probe words in this version and the
-previous one. A failed run gets the run, its config and timings and its error. Only numpy and
-the light consumer API are used: no plotting library (drawing: pipelines/ops/report_charts.py).
+asked to promote), the corpus counts, stage timings (bars), training loss per epoch (this run and
+the table's previous successful run) and, for encoders, per step, evaluation metrics against the
+previous version (regressions in red), retrieval before and after training (encoders), a 2-D PCA
+projection of the most frequent words with labels that do not overlap, nearest neighbours of
+probe words in this version and the previous one, and last the effective config (as the version
+records it). A failed run gets the run, its timings, its config and its error. Only numpy and the
+light consumer API are used: no plotting library (drawing: pipelines/ops/report_charts.py).
 """
 from __future__ import annotations
 
@@ -56,9 +56,8 @@ def build_report(store: TableStore, run_id: str, probes: list[str] | None = None
     info = store.info(record.table, record.version) if published else None
     before = _previous_version(store, record) if published else None
     metadata = info.metadata if info is not None else {}
-    sections = [_summary(record), _promotion(record), _corpus(record, metadata),
-                _config(metadata.get("config") or record.config, "the version" if info else "the run record"),
-                _timings(record), _losses(record, previous_run)]
+    sections = [_summary(record), _promotion(record), _corpus(record, metadata), _timings(record),
+                _losses(record, previous_run)]
     if published:
         sections += [_step_losses(metadata), _metrics(info, before, record), _retrieval(metadata.get("metrics", {}))]
     if published and "token" in _columns(store, record):
@@ -73,6 +72,7 @@ def build_report(store: TableStore, run_id: str, probes: list[str] | None = None
     elif published:
         sections.append("<h2>Embeddings</h2><p class=muted>a document table: the word sections (projection, "
                         "neighbours) do not apply</p>")
+    sections.append(_config(metadata.get("config") or record.config, "the version" if info else "the run record"))
     title = f"firth run {record.run_id} · {record.table}"
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(s for s in sections if s)}</body></html>\n")
@@ -145,7 +145,7 @@ def _promotion(record: RunRecord) -> str:
         f"<td>{'higher' if c['higher_is_better'] else 'lower'} is better, tolerance {c['tolerance']:g}</td>"
         f"<td class=\"{'better' if c['passed'] else 'worse'}\">{_e(c['reason'])}</td></tr>"
         for c in decision.get("comparisons", []))
-    table = ("<table id=gate><tr><th>rule</th><th>this version</th><th>holder</th><th>rule</th><th>verdict</th></tr>"
+    table = ("<table id=gate><tr><th>metric</th><th>this version</th><th>holder</th><th>rule</th><th>verdict</th></tr>"
              f"{rows}</table>") if rows else "<p class=muted>no rule compared (the alias pointed nowhere yet)</p>"
     return f"<h2>Promotion</h2><p id=promotion>{verdict} — {_e(decision.get('message', ''))}</p>{table}"
 
@@ -167,6 +167,7 @@ def _corpus(record: RunRecord, metadata: dict) -> str:
             ("unreadable shards", count(corpus.get("unreadable_shards")))]
     note = ""
     if encoder:
+        rows = [(name, value) for name, value in rows if value != "not recorded"]
         note = ("<p class=muted>an encoder reads the corpus itself, without the statistics stage: documents are "
                 "those embedded; tokens, shard cache and skipped records are not counted</p>")
     elif not corpus:
@@ -185,13 +186,13 @@ def _config(config: dict, source: str) -> str:
 
 
 def _flatten(config: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """{"model": {"dim": 8}} -> [("model.dim", "8")]; lists and scalars as JSON."""
+    """{"model": {"dim": 8}} -> [("model.dim", "8")]; strings as they are, other values as JSON."""
     rows = []
     for key, value in config.items():
         if isinstance(value, dict) and value:
             rows += _flatten(value, f"{prefix}{key}.")
         else:
-            rows.append((f"{prefix}{key}", json.dumps(value)))
+            rows.append((f"{prefix}{key}", value if isinstance(value, str) else json.dumps(value)))
     return rows
 
 

@@ -12,6 +12,7 @@ COLOURS = ["#1f6feb", "#d9480f", "#2f9e44", "#862e9c"]
 FONT_PX = 11  # svg text{font:11px ...} in the report's CSS
 CHAR_WIDTH = 0.62 * FONT_PX  # a generous average advance of a lowercase/digit glyph in system-ui at 11 px
 LABEL_GAP = 1.0  # pixels kept free between two labels' boxes
+DOT_RADIUS = 2.5
 
 
 def nice_ticks(low: float, high: float, max_ticks: int = 6, *, integer: bool = False) -> list[float]:
@@ -97,20 +98,24 @@ def boxes_overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 _PLACES = ((4, -4, "start"), (4, 12, "start"), (-4, -4, "end"), (-4, 12, "end"), (0, -6, "middle"), (0, 16, "middle"))
 
 
-def place_labels(xy: np.ndarray, texts: list[str], width: float, height: float) -> list[tuple[int, float, float, str]]:
-    """Greedy placement, in the given order (most important first): each label takes the first of
-    _PLACES around its point where its box stays inside the canvas and comes no closer than LABEL_GAP
-    to a box placed before;
-    a label with no such place is left out. Returns (point index, x, y, text-anchor) per label placed."""
+def place_labels(xy: np.ndarray, texts: list[str], width: float, height: float,
+                 dots: np.ndarray | None = None) -> list[tuple[int, float, float, str]]:
+    """Greedy placement, in the given order (most important first): each label of point xy[i] takes
+    the first of _PLACES around it where its box stays inside the canvas, covers none of `dots`
+    (all the points drawn, (m, 2)) and comes no closer than LABEL_GAP to a label placed before; a
+    label with no such place is left out. Returns (point index, x, y, text-anchor) per label placed."""
     placed: list[tuple[int, float, float, str]] = []
     boxes: list[tuple[float, float, float, float]] = []
+    dots = np.empty((0, 2)) if dots is None else np.asarray(dots, dtype=float)
     for i, text in enumerate(texts):
         for dx, dy, anchor in _PLACES:
             x, y = round(float(xy[i, 0]) + dx, 1), round(float(xy[i, 1]) + dy, 1)  # as written to the SVG
             box = label_box(x, y, text, anchor)
             inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height
             padded = (box[0] - LABEL_GAP, box[1] - LABEL_GAP, box[2] + LABEL_GAP, box[3] + LABEL_GAP)
-            if inside and not any(boxes_overlap(padded, other) for other in boxes):
+            covers_dot = ((dots[:, 0] + DOT_RADIUS > box[0]) & (dots[:, 0] - DOT_RADIUS < box[2])
+                          & (dots[:, 1] + DOT_RADIUS > box[1]) & (dots[:, 1] - DOT_RADIUS < box[3])).any()
+            if inside and not covers_dot and not any(boxes_overlap(padded, other) for other in boxes):
                 placed.append((i, x, y, anchor))
                 boxes.append(box)
                 break
@@ -125,8 +130,9 @@ def scatter(svg_id: str, points: np.ndarray, texts: list[str], labelled: int) ->
     span = np.where(high - low > 0, high - low, 1.0)
     xy = pad + (points - low) / span * np.array([width - 2 * pad, height - 2 * pad])  # (n, 2) pixels
     xy[:, 1] = height - xy[:, 1]  # SVG's y grows downwards
-    labels = place_labels(xy[:labelled], texts[:labelled], width, height)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLOURS[0]}"/>' for x, y in xy)
+    xy = xy.round(1)  # as written
+    labels = place_labels(xy[:labelled], texts[:labelled], width, height, dots=xy)
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{DOT_RADIUS}" fill="{COLOURS[0]}"/>' for x, y in xy)
     words = "".join(f'<text class=label x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{_e(texts[i])}</text>'
                     for i, x, y, anchor in labels)
     svg = (f'<svg id={svg_id} xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
