@@ -60,7 +60,9 @@ def run(config: JobConfig, *, fault_injection: str | None = None, promote_alias:
                 raise
             scratch.keep()
         if promote_alias:
-            published.promotion = _promote(config, published.version, promote_alias)
+            decision = _promote(config, published.version, promote_alias)
+            published.promotion = decision["message"]
+            recorder.note_promotion(decision)  # for `firth report`
         return published
 
 
@@ -83,16 +85,23 @@ def _sweep_dead_runs(config: JobConfig, lock, run_id: str) -> None:
               f"and removed {len(swept.removed)} scratch folder(s) they left", file=sys.stderr, flush=True)
 
 
-def _promote(config: JobConfig, version: int, alias: str) -> str:
+def _promote(config: JobConfig, version: int, alias: str) -> dict:
+    """{"alias", "promoted" (the alias holds the version now), "message", "comparisons" (the gate's, per rule)}"""
+    from dataclasses import asdict
+
     from firth.schemas.promotion import GateRefused, promote
 
     store = TableStore(config.store.uri, config.store.storage_options)
     try:
         promotion = promote(store, f"{config.table}@{version}", alias, config.promotion.rules)
     except GateRefused as e:
-        return f"not promoted: {e}"
-    return (f"promoted {config.table}@{alias} -> {version}" if promotion.moved
-            else f"{config.table}@{alias} already points at {version}")
+        gate, promoted, message = e.gate, False, f"not promoted: {e}"
+    else:
+        gate, promoted = promotion.gate, True
+        message = (f"promoted {config.table}@{alias} -> {version}" if promotion.moved
+                   else f"{config.table}@{alias} already points at {version}")
+    return {"alias": alias, "promoted": promoted, "message": message,
+            "comparisons": [asdict(c) for c in gate.comparisons]}
 
 
 def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | None = None) -> Published:

@@ -141,8 +141,13 @@ def _print_published(config, published) -> None:
     print(f"published {published.table}@{published.version} to {published.store}")
     for name, seconds in published.timings.items():
         print(f"  {name:<12} {seconds:8.1f} s")
-    for name, value in published.metrics.items():
-        print(f"  {name:<22} {value:.4f}")
+    from firth.pipelines.evaluate import describe_metrics
+    from firth.schemas.store import TableStore
+
+    corpus = TableStore(config.store.uri, config.store.storage_options).info(
+        published.table, published.version).metadata.get("corpus", {})
+    for line in describe_metrics(published.metrics, config.model.model, corpus.get("tokens")):
+        print(f"  {line}")  # what each metric is, its coverage, and what to expect of it
     if published.skipped:
         print(f"  skipped: {published.skipped['bad_records']} bad records, "
               f"{len(published.skipped['empty_shards'])} empty shards, "

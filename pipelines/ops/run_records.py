@@ -56,6 +56,7 @@ class RunRecord:
     stage: str | None = None  # the stage running now, or the last one started
     host: str = field(default_factory=socket.gethostname)
     submission_id: str | None = None  # the Ray job that ran it, when submitted with `firth submit`
+    promotion: dict | None = None  # {"alias", "promoted", "message", "comparisons"}: runs that asked to promote
 
     @property
     def failed_stage(self) -> str | None:
@@ -172,6 +173,16 @@ class RunRecorder:
         self.record.metrics = dict(metadata.get("metrics", {}))
         self.record.epoch_losses = list(metadata.get("training", {}).get("epoch_losses", []))
         self.record.outcome = "succeeded"
+
+    def note_promotion(self, decision: dict) -> None:
+        """After the run: what promoting its version did (the record only; a failed write is a warning,
+        the version is published and the alias moved or not already)."""
+        self.record.promotion = decision
+        try:
+            self.log.write(self.record)
+        except Exception as write_error:
+            print(f"firth: could not add the promotion to run record {self.record.run_id}: {write_error}",
+                  file=sys.stderr)
 
     def __enter__(self) -> "RunRecorder":
         self.log.write(self.record)

@@ -45,3 +45,23 @@ def test_metrics_equal_gensim_on_the_same_vectors():
     assert len(total["correct"]) + len(total["incorrect"]) == pytest.approx(
         ours["analogy_coverage"] * 19544, abs=0.5)
     assert 0.02 < ours["analogy_accuracy"] < 1  # the planted analogies are found: the comparison is not 0 == 0
+
+
+def test_the_run_summary_says_what_each_metric_is_and_its_coverage():
+    from firth.pipelines.evaluate import describe_metrics
+
+    lines = describe_metrics({"final_loss": 0.0123, "wordsim353_spearman": 0.018, "wordsim353_coverage": 0.17,
+                              "analogy_accuracy": 0.012, "analogy_coverage": 0.08, "words_per_sec": 1234.5},
+                             "glove", corpus_tokens=1_500_000)
+    assert [" ".join(line.split()) for line in lines] == [
+        "training loss, last epoch 0.0123",
+        "WordSim-353 Spearman ρ 0.0180 over 17 % of its 353 word pairs (1.5 M tokens here; glove reaches 0.4180 "
+        "on the 12.9 M-token benchmark corpus, benchmarks/README.md)",
+        "Google analogy accuracy (3CosAdd) 1.2 % over 8 % of its 19,544 questions (1.5 M tokens here; glove "
+        "reaches 12.9 % on the 12.9 M-token benchmark corpus, benchmarks/README.md)",
+        "training speed, words/s 1,234"]  # coverage on its metric's line, not a line of its own
+    encoder = describe_metrics({"retrieval_recall_at_10": 0.75, "retrieval_recall_at_10_start": 0.5,
+                                "odd_metric": 2.0}, "encoder")
+    assert [" ".join(line.split()) for line in encoder] == [
+        "held-out title → body recall@10, after training 0.7500",
+        "held-out title → body recall@10, before training 0.5000", "odd_metric 2.0000"]

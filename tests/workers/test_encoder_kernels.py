@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from firth.workers.encoder.inference import document_rows, embed_texts
-from firth.workers.encoder.loop import (TrainSettings, epoch_rows, learning_rate, load_optimizer_state,
-                                        save_optimizer_state)
+from firth.workers.encoder.loop import (TrainSettings, epoch_rows, fit, learning_rate, load_optimizer_state,
+                                        loss_curve, save_optimizer_state)
 from firth.workers.encoder.model import EncoderSpec, build_encoder
 from firth.workers.encoder.objectives import IGNORE_INDEX, contrastive_loss, mask_tokens
 from firth.workers.encoder.pairs import corpus_pairs, is_held_out, read_pairs_file
@@ -220,3 +220,20 @@ def test_optimizer_checkpoint_round_trips_through_a_weights_only_load(tmp_path):
     torch.save({"phase": "contrastive", "state": {}, "hook": TrainSettings()}, tmp_path / "hostile.pt")
     with pytest.raises(Exception, match="Weights only load failed"):  # pickled objects run no code on load
         load_optimizer_state(tmp_path / "hostile.pt")
+
+
+def test_an_epoch_records_its_loss_curve_one_point_per_step_or_per_run_of_steps():
+    assert loss_curve([4.0, 2.0, 3.0, 1.0, 5.0], points=5) == ([4.0, 2.0, 3.0, 1.0, 5.0], 1)
+    assert loss_curve([4.0, 2.0, 3.0, 1.0, 5.0], points=2) == ([3.0, 3.0], 3)  # (4+2+3)/3, then (1+5)/2
+    assert loss_curve([], points=3) == ([], 1)
+
+    from firth.workers.encoder.pairs import Pair
+
+    pairs = [Pair(TEXTS[i], TEXTS[i + 1], None) for i in range(12)]
+    torch.manual_seed(0)
+    encoder, _ = build_encoder(train_encoder_tokenizer(TEXTS, 200, "wordpiece", min_frequency=1), layers=1, heads=2,
+                               hidden_size=16, intermediate_size=32, max_length=16, spec=EncoderSpec("mean", True, 16))
+    [result] = fit(encoder, None, pairs, [], TrainSettings(epochs=1, batch_size=4, learning_rate=1e-3),
+                   device=torch.device("cpu"))
+    assert result.loss_every == 1 and len(result.step_losses) == 3  # 12 pairs / batch 4: one point a step
+    assert result.loss == pytest.approx(sum(result.step_losses) / 3) and all(map(math.isfinite, result.step_losses))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ from firth.workers.encoder.inference import autocast
 from firth.workers.encoder.model import Encoder
 from firth.workers.encoder.objectives import contrastive_loss, mask_tokens
 from firth.workers.encoder.pairs import Pair
+
+LOSS_POINTS = 200  # at most this many points of an epoch's loss curve (means over consecutive steps)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class EpochResult:
     loss: float  # mean over this rank's steps
     samples: int  # examples this rank trained on
     seconds: float
+    step_losses: list[float] = field(default_factory=list)  # mean loss of each run of `loss_every` steps
+    loss_every: int = 1  # steps per point of step_losses (the last point may cover fewer)
 
 
 def save_optimizer_state(optimizer_state: dict, path) -> None:
@@ -65,6 +69,16 @@ def load_optimizer_state(path) -> dict:
 
 def steps_per_epoch(rows: int, batch_size: int, world: int) -> int:
     return rows // (batch_size * world)
+
+
+def loss_curve(losses: list[float], points: int = LOSS_POINTS) -> tuple[list[float], int]:
+    """Per-step losses -> (means of consecutive runs of `every` steps, every): at most `points` values,
+    one per step when the epoch has no more steps than that. The same step count on every rank gives
+    the same shape, so the curves of DDP ranks can be summed element by element."""
+    every = max(1, -(-len(losses) // points))  # ceil
+    steps = np.asarray(losses, dtype=np.float64)
+    starts = np.arange(0, len(steps), every)
+    return (np.add.reduceat(steps, starts) / np.diff(np.append(starts, len(steps)))).tolist() if len(steps) else [], every
 
 
 def epoch_rows(rows: int, batch_size: int, rank: int, world: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -146,7 +160,7 @@ class EncoderTraining:
         phase_epoch = epoch - (0 if phase == "mlm" else settings.mlm_epochs)
         total_steps = len(batches) * (settings.mlm_epochs if phase == "mlm" else settings.epochs)
         trained.train()
-        start, loss_sum = time.perf_counter(), 0.0
+        start, losses = time.perf_counter(), []
         for step, rows_of_batch in enumerate(batches):
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(phase_epoch * len(batches) + step, total_steps, settings)
@@ -159,11 +173,12 @@ class EncoderTraining:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            loss_sum += float(loss.detach())
+            losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(step + 1)
-        return EpochResult(epoch + 1, phase, loss_sum / len(batches), len(batches) * settings.batch_size,
-                           time.perf_counter() - start)
+        curve, every = loss_curve(losses)
+        return EpochResult(epoch + 1, phase, sum(losses) / len(batches), len(batches) * settings.batch_size,
+                           time.perf_counter() - start, curve, every)
 
     def optimizer_state(self) -> dict:
         """What a checkpoint keeps of the optimizer: its phase and state."""

@@ -269,16 +269,17 @@ class _EncoderWorker:
         return self.steps[epoch]
 
     def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
-        """[this rank's mean loss, samples, seconds]"""
+        """[this rank's mean loss, samples, seconds, *its loss curve] (every rank's curve has the same length)"""
         self.result = self.training.epoch(epoch, points.reached)
-        return [self.result.loss, self.result.samples, self.result.seconds]
+        return [self.result.loss, self.result.samples, self.result.seconds, *self.result.step_losses]
 
     def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
-        """The mean of the ranks' losses and training seconds (the steps alone, not the epoch's
-        `seconds`), all their samples; meta's "epochs" gets the epoch's record."""
+        """The mean of the ranks' losses, loss curves and training seconds (the steps alone, not the
+        epoch's `seconds`), all their samples; meta's "epochs" gets the epoch's record."""
         loss, samples, train_seconds = totals[0] / self.world, int(totals[1]), totals[2] / self.world
         record = {"epoch": self.result.epoch, "phase": self.result.phase, "loss": loss, "samples": samples,
-                  "seconds": train_seconds}
+                  "seconds": train_seconds, "step_losses": [x / self.world for x in totals[3:]],
+                  "loss_every": self.result.loss_every}
         return (loss, {"samples_per_sec": samples / max(train_seconds, 1e-9)},
                 {"epochs": [*meta.get("epochs", []), record]})
 
