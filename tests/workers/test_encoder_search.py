@@ -118,9 +118,9 @@ def test_a_list_of_queries_gives_one_result_list_per_query_in_batches(tiny_encod
 
     with pytest.raises(ValueError, match="query 2 of 3 is empty"):
         search.search(["fox", " ", "dog"])
-    with pytest.raises(ValueError, match="query 2 of 2 is a int, not text"):
+    with pytest.raises(TypeError, match="query 2 of 2 is a int, not text"):
         search.search(["fox", 7])
-    with pytest.raises(ValueError, match="got a NoneType"):
+    with pytest.raises(TypeError, match="got a NoneType"):
         search.search(None)
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         search.search(["fox"], batch_size=0)
@@ -164,13 +164,13 @@ def test_firth_search_takes_aliases_and_several_queries(two_versions, capsys):
     capsys.readouterr()
     assert main(["search", "docs@production", DOCUMENTS["fox"], "-k", "2", "--json", "--store", store.uri]) == 0
     hits = json.loads(capsys.readouterr().out)  # one query: one list of hits
-    assert [h["doc_id"] for h in hits][0] == "fox" and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert hits[0]["doc_id"] == "fox" and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
     assert len(hits) == 2 and {h["doc_id"] for h in hits} <= {"argparse", "regex", "fox"}  # version 0's documents
 
     assert main(["search", "docs@production", DOCUMENTS["regex"], DOCUMENTS["argparse"], "-k", "3", "--json",
                  "--store", store.uri]) == 0
     lists = json.loads(capsys.readouterr().out)  # several queries: one list per query, in order
-    assert [[h["doc_id"] for h in hits][0] for hits in lists] == ["regex", "argparse"]
+    assert [hits[0]["doc_id"] for hits in lists] == ["regex", "argparse"]
     assert [len(hits) for hits in lists] == [3, 3]
 
     assert main(["search", "docs", DOCUMENTS["json"], "fox", "-k", "1", "--store", store.uri]) == 0

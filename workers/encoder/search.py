@@ -119,7 +119,7 @@ class DocumentSearch:
         queries = [query] if single else _query_list(query)
         for position, text in enumerate(queries):
             if not isinstance(text, str):
-                raise ValueError(f"search: query {position + 1} of {len(queries)} is a {type(text).__name__}, not "
+                raise TypeError(f"search: query {position + 1} of {len(queries)} is a {type(text).__name__}, not "
                                  "text; pass a str or a list of str")
             if not text.strip():
                 which = "the query text" if single else f"query {position + 1} of {len(queries)}"
@@ -191,7 +191,7 @@ def open_search(store_uri: str, ref: str, storage_options: Mapping[str, str] | N
 def _query_list(queries) -> list:
     """A list of queries from any sequence; anything else is refused with what to pass."""
     if not isinstance(queries, Sequence):
-        raise ValueError(f"search: expected a query text or a list of them, got a {type(queries).__name__}")
+        raise TypeError(f"search: expected a query text or a list of them, got a {type(queries).__name__}")
     return list(queries)
 
 
