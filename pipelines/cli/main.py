@@ -3,7 +3,7 @@
     firth run CONFIG.yaml [--store URI] [--incremental [--alias production]]
     firth tables list | show | versions | promote | rollback | gc | export   (pipelines/cli/tables.py)
     firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
-    firth search NAME[@VERSION] "QUERY TEXT" [-k K] [--index exact|hnsw|ivf|auto] [--json]
+    firth search NAME[@VERSION|@ALIAS|@TIMESTAMP] "QUERY" ["QUERY" ...] [-k K] [--index exact|hnsw|ivf|auto] [--json]
     firth submit | jobs | runs | report | schedule   (pipelines/cli/ops.py)
 
 The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.yaml`, else
@@ -91,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     neighbors.set_defaults(command=_neighbors)
 
     search = commands.add_parser("search", help="documents most similar to a text (document tables of encoders)")
-    search.add_argument("ref", metavar="NAME[@VERSION]")
-    search.add_argument("query", metavar="QUERY")
+    search.add_argument("ref", metavar="NAME[@VERSION|@ALIAS|@TIMESTAMP]")
+    search.add_argument("queries", nargs="+", metavar="QUERY",
+                        help="one or more query texts, each answered with its own k documents")
     search.add_argument("-k", type=int, default=10)
     search.add_argument("--index", choices=["exact", "hnsw", "ivf", "auto"], default="exact",
                         help="exact (default) or an approximate FAISS index for large tables")
@@ -185,10 +186,17 @@ def _search(args) -> int:
     from firth.workers.encoder.search import open_search  # torch and transformers load only for this command
 
     store = open_store(args)
-    hits = open_search(store.uri, args.ref, store.storage_options, index=args.index).search(args.query, k=args.k)
-    if args.json:
-        print(json.dumps([hit._asdict() for hit in hits]))
-    else:
+    several = len(args.queries) > 1
+    found = open_search(store.uri, args.ref, store.storage_options, index=args.index).search(
+        args.queries if several else args.queries[0], k=args.k)
+    results = found if several else [found]  # one list of hits per query
+    if args.json:  # one document: the hits of one query, or one list of hits per query
+        lists = [[hit._asdict() for hit in hits] for hits in results]
+        print(json.dumps(lists if several else lists[0]))
+        return 0
+    for number, (query, hits) in enumerate(zip(args.queries, results)):
+        if several:
+            print(("\n" if number else "") + f"query {number + 1}: {query}")
         for hit in hits:
             snippet = " ".join((hit.text or "").split())[:80]
             print(f"{hit.score:7.4f}  {hit.doc_id}" + (f"#{hit.chunk}" if hit.chunk else "") + f"  {snippet}")

@@ -1,6 +1,6 @@
 """End to end: a tiny encoder job (new BERT + corpus tokenizer, MLM then contrastive on Ray Train,
 a worker failure restored from its checkpoint, Ray batch embedding) publishes a document table
-with its model; `firth search` finds a document by its own text."""
+with its model, which sentence-transformers loads as it is; `firth search` finds a document by its own text."""
 import json
 from pathlib import Path
 
@@ -63,7 +63,19 @@ def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_
     search = open_search(config.store.uri, "docs")
     row = 7
     text = table.column("text")[row].as_py()
-    np.testing.assert_allclose(search.embed([text])[0], vectors[row], atol=1e-5)
+    np.testing.assert_allclose(search.encode([text])[0], vectors[row], atol=1e-5)
+
+    # ... and so does sentence-transformers, loading the published folder as it is, for documents
+    # shorter and longer than max_length (64 tokens): it cuts them where the table did.
+    from sentence_transformers import SentenceTransformer
+
+    folder = store.fetch_artifact("docs", info.version, "model", tmp_path / "artifact")
+    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    texts = table.column("text").to_pylist()
+    lengths = np.array([len(ids) for ids in model.tokenizer(texts, truncation=False)["input_ids"]])
+    assert model.max_seq_length == 64 and (lengths > 64).any() and (lengths <= 64).any()
+    theirs = model.encode(texts, batch_size=16)  # (rows, 32), normalised as the table's
+    assert np.sum(theirs * vectors, axis=1).min() >= 0.9999
 
     # firth search: a document's own text finds that document first, with cosine 1.
     capsys.readouterr()

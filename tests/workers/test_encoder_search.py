@@ -1,13 +1,19 @@
 """Search over a document table: a document's own text is the top hit; chunk rows answer with
-documents; FAISS indexes against exact search on a synthetic set."""
+documents; batches of queries; table references (aliases, times) in open_search and `firth search`;
+FAISS indexes against exact search on a synthetic set."""
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from firth.pipelines.cli.main import main
+from firth.schemas.aliases import move_alias
+from firth.schemas.store import TableStore
 from firth.schemas.tables import document_embedding_schema
 from firth.workers.encoder.inference import document_rows
 from firth.workers.encoder.model import EncoderSpec, build_encoder
-from firth.workers.encoder.search import DocumentSearch, ExactIndex, FaissIndex
+from firth.workers.encoder.search import DocumentSearch, ExactIndex, FaissIndex, open_search
 from firth.workers.encoder.subword import train_encoder_tokenizer
 
 DOCUMENTS = {
@@ -47,7 +53,7 @@ def test_chunk_rows_give_each_document_once_at_its_best_chunk(tiny_encoder):
     hits = search.search(table.column("text")[2].as_py(), k=5)  # the text of chunk 2 of "all"
     assert [h.doc_id for h in hits] == ["all", "fox"]  # each document once
     assert hits[0].chunk == 2 and hits[0].score == pytest.approx(1.0, abs=1e-5)
-    exact_scores, _ = ExactIndex(search.unit).search(search.embed([table.column("text")[2].as_py()]), table.num_rows)
+    exact_scores, _ = ExactIndex(search.unit).search(search.encode([table.column("text")[2].as_py()]), table.num_rows)
     assert hits[1].score == pytest.approx(max(s for s, r in zip(exact_scores[0], _[0]) if r == table.num_rows - 1))
 
 
@@ -90,3 +96,88 @@ def test_search_refuses_a_table_of_another_dimension(tiny_encoder):
                      schema=document_embedding_schema(dim))
     with pytest.raises(ValueError, match="dim 8"):
         DocumentSearch(table, tiny_encoder, ref="t@0")
+
+
+def test_a_list_of_queries_gives_one_result_list_per_query_in_batches(tiny_encoder):
+    table = pa.Table.from_batches([document_rows(tiny_encoder, list(DOCUMENTS), list(DOCUMENTS.values()))])
+    search = DocumentSearch(table, tiny_encoder)
+    queries = list(DOCUMENTS.values())[::-1] + ["python objects in a database"]  # 6 queries: batches 4 + 2
+    one_by_one = [search.search(q, k=2) for q in queries]
+    for batched in (search.search(queries, k=2, batch_size=4), search.search(queries, k=2)):
+        assert_same_hits(batched, one_by_one)  # scores may differ in the last bits: padding differs
+    assert [hits[0].doc_id for hits in one_by_one[:5]] == list(DOCUMENTS)[::-1]
+    assert_same_hits(search.search(tuple(queries[:2]), k=1), [hits[:1] for hits in one_by_one[:2]])  # any sequence
+    assert search.search([], k=3) == []
+
+    # encode: the table's own vectors, whatever the batch size; a str gives one vector
+    vectors = search.encode(list(DOCUMENTS.values()), batch_size=2)  # (5, 32)
+    assert vectors.shape == (5, 32)
+    np.testing.assert_allclose(vectors, search.unit, atol=1e-5)
+    np.testing.assert_allclose(search.encode(list(DOCUMENTS.values())), vectors, atol=1e-6)
+    np.testing.assert_allclose(search.encode(DOCUMENTS["fox"]), search.unit[2], atol=1e-5)
+
+    with pytest.raises(ValueError, match="query 2 of 3 is empty"):
+        search.search(["fox", " ", "dog"])
+    with pytest.raises(TypeError, match="query 2 of 2 is a int, not text"):
+        search.search(["fox", 7])
+    with pytest.raises(TypeError, match="got a NoneType"):
+        search.search(None)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        search.search(["fox"], batch_size=0)
+
+
+def assert_same_hits(results, expected):
+    assert [[(h.doc_id, h.chunk, h.text) for h in hits] for hits in results] == \
+        [[(h.doc_id, h.chunk, h.text) for h in hits] for hits in expected]
+    np.testing.assert_allclose([h.score for hits in results for h in hits],
+                               [h.score for hits in expected for h in hits], atol=1e-6)
+
+
+@pytest.fixture
+def two_versions(tiny_encoder, tmp_path, monkeypatch):
+    """Store with document table "docs": version 0 holds argparse/regex/fox, version 1 sqlite/json,
+    each published with the encoder as its "model" artifact; alias production -> 0."""
+    monkeypatch.setenv("FIRTH_CACHE", str(tmp_path / "cache"))
+    folder = tiny_encoder.save(tmp_path / "model")
+    store = TableStore(str(tmp_path / "store"))
+    for ids in (["argparse", "regex", "fox"], ["sqlite", "json"]):
+        rows = document_rows(tiny_encoder, ids, [DOCUMENTS[i] for i in ids])
+        store.publish("docs", pa.Table.from_batches([rows]), {"model": "encoder"}, artifacts={"model": folder})
+    move_alias(store, "docs", "production", 0)
+    return store
+
+
+def test_open_search_resolves_aliases_and_times_as_every_reader(two_versions):
+    store = two_versions
+    first = store.info("docs", 0).timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # when version 0 was committed
+    for ref, version in [("docs@production", 0), (f"docs@{first}", 0), ("docs@latest", 1), ("docs", 1),
+                         ("docs@1", 1)]:
+        search = open_search(store.uri, ref)
+        assert search.ref == f"docs@{version}", ref
+        assert sorted(search.doc_ids) == sorted(["argparse", "regex", "fox"] if version == 0 else ["sqlite", "json"])
+    with pytest.raises(Exception, match="no alias 'staging'"):
+        open_search(store.uri, "docs@staging")
+
+
+def test_firth_search_takes_aliases_and_several_queries(two_versions, capsys):
+    store = two_versions
+    capsys.readouterr()
+    assert main(["search", "docs@production", DOCUMENTS["fox"], "-k", "2", "--json", "--store", store.uri]) == 0
+    hits = json.loads(capsys.readouterr().out)  # one query: one list of hits
+    assert hits[0]["doc_id"] == "fox" and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert len(hits) == 2 and {h["doc_id"] for h in hits} <= {"argparse", "regex", "fox"}  # version 0's documents
+
+    assert main(["search", "docs@production", DOCUMENTS["regex"], DOCUMENTS["argparse"], "-k", "3", "--json",
+                 "--store", store.uri]) == 0
+    lists = json.loads(capsys.readouterr().out)  # several queries: one list per query, in order
+    assert [hits[0]["doc_id"] for hits in lists] == ["regex", "argparse"]
+    assert [len(hits) for hits in lists] == [3, 3]
+
+    assert main(["search", "docs", DOCUMENTS["json"], "fox", "-k", "1", "--store", store.uri]) == 0
+    out = capsys.readouterr().out.splitlines()  # text: a header per query, then its hits
+    assert out[0] == f"query 1: {DOCUMENTS['json']}" and out[1].split()[1] == "json" and out[3] == "query 2: fox"
+
+    assert main(["search", "docs@staging", "fox", "--store", store.uri]) == 2
+    assert "no alias 'staging'" in capsys.readouterr().err
+    assert main(["search", "docs@production", "fox", "  ", "--store", store.uri]) == 2
+    assert "query 2 of 2 is empty" in capsys.readouterr().err

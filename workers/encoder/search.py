@@ -1,7 +1,9 @@
 """Semantic search over a published document table, with the table's own encoder.
 
-    search = open_search("s3://bucket/store", "docs@3", storage_options)
+    search = open_search("s3://bucket/store", "docs@production", storage_options)   # any ref of schemas/refs.py
     search.search("how do I parse command-line options?", k=5)   # [Hit(doc_id, chunk, text, score), ...]
+    search.search(["parse options", "read a csv file"], k=5)     # one such list per query
+    search.encode(["some text", "another"])                      # (2, dim) unit vectors, as the table's
 
 The encoder is the version's "model" artifact, fetched once into a local cache (keyed by the
 publish id, so a version's cache entry never goes stale). Scores are cosine similarities. A table
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,19 +98,37 @@ class DocumentSearch:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(len(texts), dim) unit vectors, embedded `batch_size` texts at a time with the table's own
+        encoder (cut at its max_length tokens, as the table's rows were); a str gives one (dim,)
+        vector, as SentenceTransformer.encode does."""
         from firth.workers.encoder.inference import embed_texts
 
-        vectors = embed_texts(self.encoder, texts, device=self.device)  # (q, dim)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        _at_least_one(batch_size=batch_size)
+        single = isinstance(texts, str)
+        vectors = embed_texts(self.encoder, [texts] if single else list(texts), batch_size=batch_size,
+                              device=self.device)  # (q, dim)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors[0] if single else vectors
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        """The k documents most similar to `text`, best first (ties by row order)."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("search: the query text is empty; give some words to search for")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        return self.search_vectors(self.embed([text]), k)[0]
+    def search(self, query: str | Sequence[str], k: int = 10, *, batch_size: int = 64) -> list[Hit] | list[list[Hit]]:
+        """The k documents most similar to `query`, best first (ties by row order): a list of Hit for a
+        str, one such list per query for a list of queries (embedded and searched `batch_size` at a
+        time, so memory stays at batch_size x rows scores whatever the number of queries)."""
+        single = isinstance(query, str)
+        queries = [query] if single else _query_list(query)
+        for position, text in enumerate(queries):
+            if not isinstance(text, str):
+                raise TypeError(f"search: query {position + 1} of {len(queries)} is a {type(text).__name__}, not "
+                                 "text; pass a str or a list of str")
+            if not text.strip():
+                which = "the query text" if single else f"query {position + 1} of {len(queries)}"
+                raise ValueError(f"search: {which} is empty; give some words to search for")
+        _at_least_one(k=k, batch_size=batch_size)
+        results: list[list[Hit]] = []
+        for start in range(0, len(queries), batch_size):
+            results += self.search_vectors(self.encode(queries[start:start + batch_size], batch_size), k)
+        return results[0] if single else results
 
     def search_vectors(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """(q, dim) unit query vectors -> q lists of up to k hits."""
@@ -135,12 +155,14 @@ def model_cache_dir() -> Path:
 
 def open_search(store_uri: str, ref: str, storage_options: Mapping[str, str] | None = None, *,
                 index: str = "exact", cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> DocumentSearch:
-    """Load document table `ref` ('name' or 'name@3') and its encoder from the store at `store_uri`."""
-    from firth.schemas.store import TableStore, parse_ref
+    """Load document table `ref` and its encoder from the store at `store_uri`: `ref` is any table
+    reference ('docs', 'docs@3', 'docs@production', 'docs@2026-11-28T10:00:00Z'; schemas/refs.py),
+    resolved by the store as every reader does."""
+    from firth.schemas.store import TableStore
     from firth.workers.encoder.model import load_encoder
 
-    name, version = parse_ref(ref)
     store = TableStore(store_uri, storage_options)
+    name, version = store.resolve(ref)
     info = store.info(name, version)  # pins the version: table, model and metadata agree
     pinned = f"{name}@{info.version}"
     if "model" not in info.artifacts:
@@ -164,3 +186,16 @@ def open_search(store_uri: str, ref: str, storage_options: Mapping[str, str] | N
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return DocumentSearch(table, load_encoder(folder).to(device), ref=pinned, index=index, device=device)
+
+
+def _query_list(queries) -> list:
+    """A list of queries from any sequence; anything else is refused with what to pass."""
+    if not isinstance(queries, Sequence):
+        raise TypeError(f"search: expected a query text or a list of them, got a {type(queries).__name__}")
+    return list(queries)
+
+
+def _at_least_one(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
