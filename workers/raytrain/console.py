@@ -6,11 +6,16 @@ this instead: a `Channel` actor carries events from the workers (entries done, e
 log records at WARNING and above via `ForwardLogs`) and from the controller (`FailureCallback`);
 a `Console` thread on the driver drains it while `trainer.fit()` runs. Ray's full logs stay in
 its session folder (/tmp/ray/session_latest/logs).
+
+Each epoch is one log line (INFO: loss and units/s), so a log piped to a file or a cron mail has
+the losses in plain lines; the bar is drawn only where tqdm draws (the `firth` command turns it off
+on a non-terminal and with --quiet: TQDM_DISABLE, pipelines/cli/common.py).
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import ray
 from ray.train import UserCallback
@@ -81,8 +86,10 @@ class Console:
         self.epochs, self.max_failures = epochs, max_failures
         self.bar = tqdm(total=epochs * sum(rank_to_share), desc=f"{label} (starting Ray Train workers)",
                         unit=unit, unit_scale=True, leave=False) if progress else None
+        self.unit = unit
         self.rank_to_position = [0] * len(rank_to_share)  # entries each rank has trained, all epochs
         self.starts = self.failures = 0
+        self.epoch_started = time.monotonic()  # when the epoch now training started (as the driver saw it)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name=f"{label}-console", daemon=True)
 
@@ -121,6 +128,7 @@ class Console:
         elif self.bar is not None:
             self.bar.reset()  # the clock starts with training, not with Ray Train's start-up
         self._describe(epochs_done)
+        self.epoch_started = time.monotonic()
         for rank, share in enumerate(self.rank_to_share):
             self._on_progress(rank, epochs_done * share)
 
@@ -130,9 +138,13 @@ class Console:
             self.bar.update(sum(self.rank_to_position) - self.bar.n)  # < 0 after a restore
 
     def _on_epoch(self, epochs_done: int, loss: float) -> None:
+        seconds, self.epoch_started = time.monotonic() - self.epoch_started, time.monotonic()
+        rate = sum(self.rank_to_share) / max(seconds, 1e-9)
         self._describe(epochs_done)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}")
+        self._say(logging.INFO, f"{self.label} epoch {epochs_done}/{self.epochs}: loss {loss:.4f}, "
+                                f"{_si(rate)} {self.unit}/s, {seconds:.1f} s")
 
     def _on_log(self, rank: int, level: int, text: str) -> None:
         self._say(level, f"{self.label} worker rank {rank}: {text}")
@@ -149,3 +161,11 @@ class Console:
     def _say(self, level: int, text: str) -> None:
         with tqdm.external_write_mode():  # clear the bar, write the line, redraw the bar below it
             log.log(level, text)
+
+
+def _si(value: float) -> str:
+    """1234567 -> "1.23M": the rate as tqdm's bar shows it."""
+    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= threshold:
+            return f"{value / threshold:.3g}{suffix}"
+    return f"{value:.3g}"
