@@ -88,8 +88,13 @@ def fit(start_worker: Callable[[dict, int, int, Path | None, dict], EpochModel],
         )
         with Console(channel, label, epochs, max_failures, rank_to_share, progress, unit=unit):
             result = trainer.fit()
+    except KeyboardInterrupt:  # a cancelled run (SIGINT, SIGTERM): its workers must not train on,
+        if own_ray:            # writing checkpoints into the scratch the run is about to remove
+            stop_ray()
+        raise
     finally:
-        ray.kill(channel)
+        if ray.is_initialized():  # else the channel ended with Ray
+            ray.kill(channel)
     if result.checkpoint is None:
         raise RuntimeError(f"{checkpoint_uri}: the {label} training run ended without a checkpoint")
     with opened(result.checkpoint) as (folder, meta):
