@@ -31,8 +31,8 @@ from pathlib import Path
 from firth.pipelines.config import DEFAULT_STORE, ConfigError
 from firth.pipelines.ops import interrupts
 from firth.pipelines.ops.lock import LockHeld
-from firth.schemas.promotion import GateRefused
 from firth.schemas.fs import Bounds
+from firth.schemas.promotion import GateRefused
 from firth.schemas.unreachable import error_chain, unreachable
 
 EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_GATE_REFUSED = 1, 2, 3, 4, 5, 6

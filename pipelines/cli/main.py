@@ -27,8 +27,16 @@ from importlib.metadata import version as package_version
 
 from firth.pipelines.cli.common import LOG_LEVELS, configure_output, json_line, open_store
 from firth.pipelines.cli.extras import MissingExtra, missing_extra, require
-from firth.pipelines.cli.failures import (DEBUG_LOG_ENV, EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_GATE_REFUSED,
-                                          closed_pipe, debug_log_path, report_failure, report_interrupt)
+from firth.pipelines.cli.failures import (
+    DEBUG_LOG_ENV,
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_GATE_REFUSED,
+    closed_pipe,
+    debug_log_path,
+    report_failure,
+    report_interrupt,
+)
 from firth.pipelines.cli.tables import add_tables_commands
 from firth.pipelines.config import load_config
 from firth.pipelines.ops import interrupts
