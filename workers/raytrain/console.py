@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import ray
 from ray.train import UserCallback
@@ -28,7 +27,7 @@ PROGRESS_EVERY_S = 0.25  # a worker sends its entry count at most this often; th
 @ray.remote(num_cpus=0)
 class Channel:
     """Events for the driver, in arrival order: ("start", epochs_done), ("progress", rank, entries),
-    ("epoch", epochs_done, loss), ("log", rank, levelno, text), ("failed", {rank: text})."""
+    ("epoch", epochs_done, loss, seconds), ("log", rank, levelno, text), ("failed", {rank: text})."""
 
     def __init__(self):
         self.events: list[tuple] = []
@@ -89,7 +88,8 @@ class Console:
         self.unit = unit
         self.rank_to_position = [0] * len(rank_to_share)  # entries each rank has trained, all epochs
         self.starts = self.failures = 0
-        self.epoch_started = time.monotonic()  # when the epoch now training started (as the driver saw it)
+        self.pending = None  # the channel's answer being waited for
+        self.display_behind = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name=f"{label}-console", daemon=True)
 
@@ -101,23 +101,30 @@ class Console:
         self.stop.set()
         self.thread.join()
         if exc[0] is None or issubclass(exc[0], Exception):
+            self._drain()  # a take still pending, if one timed out
             self._drain()  # the last events: the end of the last epoch, or the failure fit() raises
         if self.bar is not None:
             self.bar.close()
 
     def _poll(self) -> None:
-        while not self.stop.wait(PROGRESS_EVERY_S) and self._drain():
-            pass
+        while not self.stop.wait(PROGRESS_EVERY_S):
+            self._drain()
 
-    def _drain(self) -> bool:
+    def _drain(self) -> None:
+        # a take that timed out is waited for again, not asked anew: its events are not lost
+        self.pending = self.pending or self.channel.take.remote()
         try:
-            events = ray.get(self.channel.take.remote(), timeout=10)
-        except Exception as error:  # the display must never stop the training
-            log.warning("%s progress display stopped: %s", self.label, error)
-            return False
+            events = ray.get(self.pending, timeout=10)
+        except Exception as error:  # the display must never stop the training; a loaded machine may
+            if not self.display_behind:  # answer late: say so once, keep waiting
+                log.warning("%s progress display is behind: %s", self.label, error)
+            self.display_behind = True
+            if not isinstance(error, ray.exceptions.GetTimeoutError):
+                self.pending = None  # the channel failed: ask afresh
+            return
+        self.pending = None
         for kind, *args in events:
             getattr(self, "_on_" + kind)(*args)
-        return True
 
     def _on_start(self, epochs_done: int) -> None:
         self.starts += 1
@@ -128,7 +135,6 @@ class Console:
         elif self.bar is not None:
             self.bar.reset()  # the clock starts with training, not with Ray Train's start-up
         self._describe(epochs_done)
-        self.epoch_started = time.monotonic()
         for rank, share in enumerate(self.rank_to_share):
             self._on_progress(rank, epochs_done * share)
 
@@ -137,9 +143,8 @@ class Console:
         if self.bar is not None:
             self.bar.update(sum(self.rank_to_position) - self.bar.n)  # < 0 after a restore
 
-    def _on_epoch(self, epochs_done: int, loss: float) -> None:
-        seconds, self.epoch_started = time.monotonic() - self.epoch_started, time.monotonic()
-        rate = sum(self.rank_to_share) / max(seconds, 1e-9)
+    def _on_epoch(self, epochs_done: int, loss: float, seconds: float) -> None:
+        rate = sum(self.rank_to_share) / max(seconds, 1e-9)  # every rank's units of one epoch
         self._describe(epochs_done)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}")
