@@ -64,7 +64,9 @@ def cancellable():
         install(signum, _on_signal)
 
     def guarded(signum, handler):  # what Ray calls instead of signal.signal while the run is on
-        return _on_signal if signum in SIGNALS else install(signum, handler)
+        # ours stay, and are installed again: that also unwraps a handler installed below Python
+        # (workers/raytrain/harness.py: Ray's C++ failure handler)
+        return install(signum, _on_signal if signum in SIGNALS else handler)
 
     signal.signal = guarded
     try:

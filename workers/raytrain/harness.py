@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -41,7 +43,19 @@ def start_ray() -> bool:
     local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}  # a cluster has its own
     ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
     _ray_started_here = True
+    _python_handles_signals()
     return True
+
+
+def _python_handles_signals() -> None:
+    """Ray's core worker (C++) wraps the process's SIGTERM handler in its failure handler, which prints a
+    stack ("*** SIGTERM received ***") and aborts the process at exit (code 134) even when the Python
+    handler dealt with the signal (a cancelled run). Re-installing the Python handlers unwraps them."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: installed outside Python; leave it
+                signal.signal(signum, handler)
 
 
 def stop_ray() -> None:
