@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
@@ -355,12 +356,15 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file, the key and what is allowed."""
 
 
-def load_config(path: str | os.PathLike, store: str | None = None) -> JobConfig:
+def load_config(path: str | os.PathLike, store: str | None = None, overrides: Sequence[str] = ()) -> JobConfig:
     """Read and validate a YAML config.
 
     Relative shard paths are resolved against the config file's folder, so a config works from
     any working directory; a relative store path is under the working directory. `store`
-    (CLI `--store`), else `$FIRTH_STORE`, overrides the config's store URI.
+    (CLI `--store`), else `$FIRTH_STORE`, overrides the config's store URI. `overrides` (CLI
+    `--set KEY=VALUE`, e.g. "model.epochs=3") set one key each before validation, so they are
+    checked like the file and recorded with the version as part of the config; a value is read as
+    YAML ("3" an int, "[a, b]" a list, "null" None).
     """
     path = Path(path)
     try:
@@ -371,18 +375,40 @@ def load_config(path: str | os.PathLike, store: str | None = None) -> JobConfig:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (table, corpus, ...), got {type(raw).__name__}")
+    for override in overrides:
+        _apply_override(raw, override, path)
     raw.setdefault("store", {})
     if store or os.environ.get("FIRTH_STORE"):
         raw["store"]["uri"] = store or os.environ["FIRTH_STORE"]
     try:
         config = JobConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{path}: invalid config\n{_explain(e)}") from None
+        where = f"{path} with --set {' --set '.join(overrides)}" if overrides else str(path)
+        raise ConfigError(f"{where}: invalid config\n{_explain(e)}") from None
     base = path.resolve().parent
     return config.model_copy(update={
         "corpus": config.corpus.model_copy(update={"shards": [_resolve(s, base) for s in config.corpus.shards]}),
         "store": config.store.model_copy(update={"uri": _resolve(config.store.uri, Path.cwd())}),
     })
+
+
+def _apply_override(raw: dict, override: str, path: Path) -> None:
+    """Set KEY (dotted: section.key) to VALUE (YAML) in the raw config, creating sections as needed."""
+    key, equals, text = override.partition("=")
+    parts = key.strip().split(".")
+    if not equals or not all(parts):
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE with a dotted key, e.g. --set model.epochs=3")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: the value is not valid YAML: {e}") from None
+    section = raw
+    for index, part in enumerate(parts[:-1]):
+        section = section.setdefault(part, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:index + 1])} in {path} is a value, not a section "
+                              f"with keys; set it itself: --set {'.'.join(parts[:index + 1])}=VALUE")
+    section[parts[-1]] = value
 
 
 def _resolve(uri: str, base: Path) -> str:

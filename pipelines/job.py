@@ -5,10 +5,13 @@ commit, so a failed run leaves the table at its previous version. One run per ta
 a run holds the table's lock (pipelines/ops/lock.py) from before it writes anything until it has
 cleaned up, writes its statistics and checkpoints in a scratch space of its own
 (pipelines/ops/scratch.py), and the processes it starts end with it (pipelines/ops/watchdog.py).
+SIGINT and SIGTERM cancel it cleanly (pipelines/ops/interrupts.py): its record says "cancelled",
+nothing is published, the lock is released. Each stage is one log line as it starts and one as it
+ends (logger "firth.pipelines.job"; the CLI shows them on stderr).
 """
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from firth.pipelines.statistics.steps import Location, compute_statistics
 from firth.schemas import export, tables
 from firth.schemas.store import TableStore
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Published:
@@ -35,6 +39,7 @@ class Published:
     skipped: dict = field(default_factory=dict)  # bad records and empty shards, when skipping
     run_id: str = ""  # the run record's id (firth.pipelines.ops.run_records; `firth runs show`, `firth report`)
     promotion: str | None = None  # what promote_alias did, in words
+    promotion_refused: bool = False  # the gate refused promote_alias (the version is published all the same)
     statistics_uri: str | None = None  # this run's statistics (the table's latest now); None if it counted none
 
 
@@ -42,13 +47,14 @@ def run(config: JobConfig, *, fault_injection: str | None = None, promote_alias:
     """Run every stage under the table's lock (LockHeld, before anything is written, if another run
     holds it), with a run record in the store (firth.pipelines.ops.run_records). `promote_alias`:
     then move that alias to the new version if it passes the config's promotion rules."""
+    from firth.pipelines.ops.interrupts import cancellable
     from firth.pipelines.ops.lock import run_lock
     from firth.pipelines.ops.run_records import RunRecorder, new_run_id
     from firth.pipelines.ops.scratch import RunScratch, ScratchRoots
     from firth.pipelines.ops.watchdog import tie_to_this_process
 
     run_id, store_uri, storage_options = new_run_id(), config.store.uri, config.store.storage_options
-    with run_lock(store_uri, config.table, storage_options, run_id=run_id) as lock:
+    with cancellable(), run_lock(store_uri, config.table, storage_options, run_id=run_id) as lock:
         tie_to_this_process()  # Dask's, Beam's and Ray's processes end with this one, even if it is killed
         _sweep_dead_runs(config, lock, run_id)
         scratch = RunScratch(ScratchRoots.of(config), run_id)
@@ -61,7 +67,7 @@ def run(config: JobConfig, *, fault_injection: str | None = None, promote_alias:
             scratch.keep()
         if promote_alias:
             decision = _promote(config, published.version, promote_alias)
-            published.promotion = decision["message"]
+            published.promotion, published.promotion_refused = decision["message"], not decision["promoted"]
             recorder.note_promotion(decision)  # for `firth report`
         return published
 
@@ -75,14 +81,13 @@ def _sweep_dead_runs(config: JobConfig, lock, run_id: str) -> None:
     dead, roots = lock.took_over, ScratchRoots.of(config)
     if dead is not None:
         state = "its process is gone" if dead.dead_on_this_host() else "its lock expired"
-        print(f"firth: took over table {config.table!r} from run {dead.run_id or '?'} ({dead.owner}; {state})",
-              file=sys.stderr, flush=True)
+        log.warning("took over table %r from run %s (%s; %s)", config.table, dead.run_id or "?", dead.owner, state)
     swept = sweep_dead_runs(config.table, roots, RunLog(config.store.uri, roots.storage_options), lambda: run_id,
                             dead=(dead.run_id,) if dead and dead.run_id else (),
                             published_by=published_by(config.store.uri, config.table, roots), found_by=f"run {run_id}")
     if swept.abandoned or swept.removed:
-        print(f"firth: marked {len(swept.abandoned)} dead run(s) abandoned ({', '.join(swept.abandoned) or '-'}) "
-              f"and removed {len(swept.removed)} scratch folder(s) they left", file=sys.stderr, flush=True)
+        log.warning("marked %d dead run(s) abandoned (%s) and removed %d scratch folder(s) they left",
+                    len(swept.abandoned), ", ".join(swept.abandoned) or "-", len(swept.removed))
 
 
 def _promote(config: JobConfig, version: int, alias: str) -> dict:
@@ -105,6 +110,7 @@ def _promote(config: JobConfig, version: int, alias: str) -> dict:
 
 
 def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | None = None) -> Published:
+    from firth.pipelines.ops.interrupts import deferred
     from firth.workers.trainers import train  # Ray and torch load only when training starts
 
     timings = recorder.timings  # filled by _stage; the run record shares it
@@ -161,8 +167,9 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
         }
         store = TableStore(config.store.uri, config.store.storage_options)
         artifacts = {**statistics_artifacts(location.uri, storage_options), **trained.artifacts}  # + tokenizer.json
-        version = store.publish(config.table, table, metadata, artifacts=artifacts)
-        recorder.succeeded(version, metadata)
+        with deferred():  # a signal now lets the commit and its record finish: never a version recorded "cancelled"
+            version = store.publish(config.table, table, metadata, artifacts=artifacts)
+            recorder.succeeded(version, metadata)
     skipped = {"bad_records": summary.bad_records, "empty_shards": summary.empty_shards,
                "unreadable_shards": summary.unreadable_shards, "problems": summary.problems} \
         if summary and (summary.bad_records or summary.empty_shards or summary.unreadable_shards) else {}
@@ -174,7 +181,7 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
 def _stage(name: str, timings: dict[str, float], on_start=None):
     if on_start is not None:
         on_start(name)
-    print(f"firth: {name} ...", file=sys.stderr, flush=True)
+    log.info("%s ...", name)
     start = time.perf_counter()
     try:
         yield
@@ -187,4 +194,4 @@ def _stage(name: str, timings: dict[str, float], on_start=None):
         raise
     finally:
         timings[name] = round(time.perf_counter() - start, 3)
-    print(f"firth: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
+    log.info("%s done in %.1f s", name, timings[name])

@@ -1,6 +1,7 @@
 """The `firth` command line.
 
-    firth run CONFIG.yaml [--store URI] [--incremental [--alias production]]
+    firth [--quiet | --log-level LEVEL] [--debug] [--version] COMMAND ...
+    firth run CONFIG.yaml [--set KEY=VALUE ...] [--store URI] [--incremental [--alias production]] [--json]
     firth tables list | show | versions | promote | rollback | gc | export   (pipelines/cli/tables.py)
     firth neighbors NAME[@VERSION|@ALIAS|@TIMESTAMP] WORD [-k K] [--json]
     firth search NAME[@VERSION|@ALIAS|@TIMESTAMP] "QUERY" ["QUERY" ...] [-k K] [--index exact|hnsw|ivf|auto] [--json]
@@ -10,8 +11,10 @@ The store is `--store`, else `$FIRTH_STORE`, else the store of `--config CONFIG.
 ./firth-store. S3 credentials and endpoint come from the usual AWS_* environment variables; each
 S3 request waits at most $FIRTH_STORE_TIMEOUT_S (15) seconds and is retried $FIRTH_STORE_RETRIES
 (2) times, or the config's store.timeout_s / store.retries. A failure is one line on stderr and an
-exit code (pipelines/cli/failures.py: 1 unexpected, 2 bad input, 3 lock held, 4 store unreachable);
-`firth --debug ...` also prints the traceback, which always goes to the debug log.
+exit code (pipelines/cli/failures.py: 1 internal, 2 bad input, 3 lock held, 4 store unreachable,
+5 config, 6 promotion refused, 130/143 interrupted, 141 stdout closed); `firth --debug ...` also
+prints the traceback, which always goes to the debug log. Results go to stdout (--json: one JSON
+document), log lines to stderr: one per stage and per epoch, progress bars only on a terminal.
 """
 from __future__ import annotations
 
@@ -19,38 +22,79 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
+from importlib.metadata import version as package_version
 
-from firth.pipelines.cli.common import open_store
+from firth.pipelines.cli.common import LOG_LEVELS, configure_output, json_line, open_store
 from firth.pipelines.cli.extras import MissingExtra, missing_extra, require
-from firth.pipelines.cli.failures import DEBUG_LOG_ENV, EXIT_CODES_HELP, debug_log_path, report_failure
+from firth.pipelines.cli.failures import (
+    DEBUG_LOG_ENV,
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_GATE_REFUSED,
+    closed_pipe,
+    debug_log_path,
+    report_failure,
+    report_interrupt,
+)
 from firth.pipelines.cli.tables import add_tables_commands
 from firth.pipelines.config import load_config
+from firth.pipelines.ops import interrupts
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv  # accepted after the subcommand too: `firth tables list --debug`
-    argv = [a for a in argv if a != "--debug"]
+    argv, debug, quiet, log_level = _global_flags(argv)
     parser = _parser()
     args = parser.parse_args(argv)
+    configure_output(log_level, quiet)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray keeps its node on 127.0.0.1
     # Ray Train polls its workers every 2 s by default, which adds ~5 s to every run's start and end.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault(DEBUG_LOG_ENV, str(debug_log_path()))  # where worker processes put their tracebacks
     try:
-        return args.command(args)
+        code = args.command(args)
+        sys.stdout.flush()  # a reader that closed the pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
+    except KeyboardInterrupt as e:  # Ctrl-C, and SIGTERM during a run (pipelines/ops/interrupts.py)
+        return report_interrupt(e, _command_words(parser, argv))
     except ModuleNotFoundError as e:
         explained = missing_extra(e)
         if explained is None:
             return report_failure(e, _command_words(parser, argv), args, debug=debug)
         print(f"firth: error: {explained}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except MissingExtra as e:
         print(f"firth: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except Exception as e:  # one line and an exit code per kind; the traceback goes to the debug log
+        if interrupts.received():  # what a run raised as the signal stopped it (Ray's error, when Ctrl-C reached it)
+            return report_interrupt(e, _command_words(parser, argv))
         return report_failure(e, _command_words(parser, argv), args, debug=debug)
+
+
+def _global_flags(argv: list[str]) -> tuple[list[str], bool, bool, str]:
+    """Take --debug, --quiet and --log-level LEVEL from anywhere on the line (`firth run job.yaml --quiet`
+    in a crontab reads as naturally as `firth --quiet run job.yaml`); the parser lists them for --help."""
+    rest, debug, quiet, level = [], False, False, "info"
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--debug":
+            debug = True
+        elif token in ("--quiet", "-q"):
+            quiet = True
+        elif token == "--log-level" or token.startswith("--log-level="):
+            level = token.partition("=")[2] if "=" in token else next(tokens, "")
+            if level.lower() not in LOG_LEVELS:
+                rest = ["--log-level", level]  # the parser's own error: choose from ...
+                break
+            level = level.lower()
+        else:
+            rest.append(token)
+    return rest, debug, quiet, level
 
 
 def _command_words(parser: argparse.ArgumentParser, argv: list[str]) -> str:
@@ -69,8 +113,14 @@ def _command_words(parser: argparse.ArgumentParser, argv: list[str]) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="firth", description="Sharded corpora to versioned embedding tables.",
                                      epilog=EXIT_CODES_HELP)
-    parser.add_argument("--debug", action="store_true",  # main() takes it from anywhere on the line
+    # main() takes --debug, --quiet and --log-level from anywhere on the line (_global_flags)
+    parser.add_argument("--debug", action="store_true",
                         help="print the traceback of a failure (it always goes to the debug log)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="log warnings and errors only (no stage and epoch lines, no progress bars)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="log lines from this level up, on stderr (default: info: a line per stage and epoch)")
+    parser.add_argument("--version", action="version", version=f"firth {package_version('firth')}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the pipeline of a config and publish a table version")
@@ -80,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="the nightly run: recount only new and changed shards, publish, and promote the new "
                           "version through the quality gate (every run holds the table's run lock)")
     run.add_argument("--alias", default="production", help="the alias --incremental promotes (default: production)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one config key, e.g. --set model.epochs=3 (repeatable; the value is YAML; "
+                          "validated like the file and recorded with the version)")
+    run.add_argument("--json", action="store_true",
+                     help="print the published version as one JSON object (table, version, metrics, ...)")
     run.set_defaults(command=_run)
 
     add_tables_commands(commands)
@@ -114,27 +169,30 @@ def _run(args) -> int:
     --incremental: the statistics' shard cache makes the counting incremental (only shards it
     has not seen, by content, are read), and the new version is promoted to `--alias` only if it
     passes the config's promotion rules against the holder."""
-    config = load_config(args.config, store=args.store)
+    config = load_config(args.config, store=args.store, overrides=args.overrides)
     encoder = not getattr(config.model, "needs_statistics", True)
     require("firth run", "stats", "train", *(["encoder"] if encoder else []))
     args.store_uri, args.store_options = config.store.uri, config.store.storage_options  # for error messages
     from firth.pipelines.job import run
-    from firth.pipelines.ops.lock import LockHeld
 
-    try:
-        published = run(config, promote_alias=args.alias if args.incremental else None)
-    except LockHeld as e:
-        print(f"firth: {e}", file=sys.stderr)
-        return 3
-    _print_published(config, published)
+    published = run(config, promote_alias=args.alias if args.incremental else None)  # LockHeld: exit 3
+    shards = None
     if args.incremental:
         from firth.schemas.store import TableStore
 
         store = TableStore(config.store.uri, config.store.storage_options)
         corpus = store.info(config.table, published.version).metadata.get("corpus", {})
-        print(f"  shards: {len(corpus.get('processed_shards', []))} counted, "
-              f"{len(corpus.get('reused_shards', []))} reused from the cache")
-        print(published.promotion)
+        shards = {"counted": len(corpus.get("processed_shards", [])), "reused": len(corpus.get("reused_shards", []))}
+    if args.json:
+        print(json_line({**asdict(published), "shards": shards}))
+    else:
+        _print_published(config, published)
+        if shards is not None:
+            print(f"  shards: {shards['counted']} counted, {shards['reused']} reused from the cache")
+            print(published.promotion)
+    if published.promotion_refused:  # published, not promoted: a nightly job should say so
+        print(f"firth: {published.table}@{published.version} {published.promotion}", file=sys.stderr)
+        return EXIT_GATE_REFUSED
     return 0
 
 

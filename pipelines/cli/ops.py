@@ -1,6 +1,6 @@
 """The `firth` commands that operate runs: submit, jobs, runs, report, schedule (wired by pipelines/cli/main.py).
 
-    firth submit CONFIG.yaml --address http://HEAD:8265 [--wait] [--store URI] [--no-ship-code]
+    firth submit CONFIG.yaml --address http://HEAD:8265 [--wait] [--store URI] [--no-ship-code] [--json]
     firth jobs status|logs|stop JOB_ID --address http://HEAD:8265 [--json]
     firth runs list [--table NAME] [--json]        firth runs show RUN_ID [--json]
     firth report RUN_ID [-o report.html] [--probe WORD ...]
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from firth.pipelines.cli.common import open_store
+from firth.pipelines.cli.common import json_line, open_store
 
 
 def add_commands(commands) -> None:
@@ -32,6 +32,8 @@ def add_commands(commands) -> None:
                         help="environment variable for the job (value taken from here when left out)")
     submit.add_argument("--python", help="interpreter on the head node (default: this one for a loopback "
                                          "address, else `python`)")
+    submit.add_argument("--json", action="store_true",
+                        help="print {job_id, address} (with --wait: and the final status) as one JSON object")
     submit.set_defaults(command=_submit)
 
     jobs = commands.add_parser("jobs", help="status, logs or stop of a submitted job").add_subparsers(
@@ -96,13 +98,16 @@ def _submit(args) -> int:
                                          excludes=args.exclude, env=env,
                                          python=args.python or submit.default_python(address))
     job_id = submit.submit(submission, address)
-    print(job_id)
+    if not args.json:
+        print(job_id, flush=True)  # a script reads the id while --wait waits
     firth = "firth"
     print(f"submitted {job_id} to {address}\n  status: {firth} jobs status {job_id} --address {address}\n"
           f"  logs:   {firth} jobs logs {job_id} --address {address}", file=sys.stderr)
-    if not args.wait:
+    final = submit.wait(address, job_id) if args.wait else None
+    if args.json:
+        print(json_line({"job_id": job_id, "address": address, **({"status": final} if final else {})}))
+    if final is None:
         return 0
-    final = submit.wait(address, job_id)
     print(f"job {job_id}: {final}", file=sys.stderr)
     return 0 if final == "SUCCEEDED" else 1
 
@@ -134,14 +139,14 @@ def _run_log(args):
 def _runs_list(args) -> int:
     records = _run_log(args).list(args.table)
     if args.json:
-        print(json.dumps([r.to_json() for r in records], indent=1, default=str))
+        print(json_line([r.to_json() for r in records]))
         return 0
     if not records:
         print("no runs recorded")
     for r in records:
         total = sum(r.timings.values())
         where = f"@{r.version}" if r.version is not None else ""
-        failed = "died" if r.outcome == "abandoned" else "failed"
+        failed = {"abandoned": "died", "cancelled": "cancelled"}.get(r.outcome, "failed")
         failure = f"  {failed} in {r.failed_stage}: {r.error['type']}: {r.error['message'][:80]}" if r.error else ""
         print(f"{r.run_id}  {r.table}{where}  {r.outcome:<9} {total:7.1f} s  {len(r.shards)} shards{failure}")
     return 0
@@ -150,7 +155,7 @@ def _runs_list(args) -> int:
 def _runs_show(args) -> int:
     record = _run_log(args).get(args.run_id)
     if args.json:
-        print(json.dumps(record.to_json(), default=str))
+        print(json_line(record.to_json()))
         return 0
     data = record.to_json()
     traceback_text = (data.get("error") or {}).pop("traceback", "") if data.get("error") else ""

@@ -2,7 +2,8 @@
 
 A record is written when the run starts (outcome "running"), again as each stage starts
 (`stage`), and when it ends, as "succeeded" (with the published version, metrics and stage
-timings) or "failed" (with the stage that failed, the error's type and message). Each write is
+timings), "failed" (with the stage that failed, the error's type and message) or "cancelled" (SIGINT
+or SIGTERM: the stage it was in and the signal; pipelines/ops/interrupts.py). Each write is
 atomic (firth.schemas.fs.open_atomic), so a reader sees a whole record or none. A run that was
 killed cannot write its end: its record says "running" until the next run of the table (which
 takes over the dead run's lock) or `firth tables gc` marks it "abandoned", naming the stage it
@@ -23,11 +24,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from firth.pipelines.ops import interrupts
 from firth.schemas.fs import filesystem, join, open_atomic
 from firth.schemas.paths import inside, segment
 
 RUNS_DIR = "_runs"
-OUTCOMES = ("running", "succeeded", "failed", "abandoned")
+OUTCOMES = ("running", "succeeded", "failed", "cancelled", "abandoned")
 STAGE_ATTRIBUTE = "firth_stage"  # set on an exception by firth.pipelines.job._stage: the stage it escaped from
 
 
@@ -52,7 +54,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     epoch_losses: list[float] = field(default_factory=list)
     version: int | None = None  # the table version published (succeeded runs; abandoned ones that got that far)
-    error: dict | None = None  # {"stage", "type", "message", "traceback"} (failed and abandoned runs)
+    error: dict | None = None  # {"stage", "type", "message", "traceback"} (failed, cancelled and abandoned runs)
     stage: str | None = None  # the stage running now, or the last one started
     host: str = field(default_factory=socket.gethostname)
     submission_id: str | None = None  # the Ray job that ran it, when submitted with `firth submit`
@@ -189,7 +191,20 @@ class RunRecorder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None:
+        signum = interrupts.received()
+        if exc is not None and (signum is not None or isinstance(exc, KeyboardInterrupt)):
+            # whatever the signal made the run raise (Ray's own errors when Ctrl-C reached its processes
+            # too), it was stopped on purpose: no traceback, and nothing was published
+            self.record.outcome = "cancelled"
+            self.record.error = {
+                "stage": getattr(exc, STAGE_ATTRIBUTE, None) or "outside a stage", "type": "Cancelled",
+                "message": f"{interrupts.signal_name(signum) if signum else 'KeyboardInterrupt'} received: "
+                           "the run stopped before publishing", "traceback": ""}
+            try:
+                exc.firth_run_id = self.run_id  # for the command's one line
+            except (AttributeError, TypeError):
+                pass
+        elif exc is not None:
             self.record.outcome = "failed"
             self.record.error = {
                 "stage": getattr(exc, STAGE_ATTRIBUTE, None) or "outside a stage",

@@ -16,13 +16,17 @@ environment others can read.) A process is recognised by its PID and start time,
 alone, so a PID reused by an unrelated process is left alone.
 
 A driver that ended normally has stopped its Ray and Dask itself; the watchdog then finds nothing,
-or a straggler, and exits. Processes of a remote cluster (`RAY_ADDRESS`, `statistics.scheduler_address`)
+or a straggler, ends it and exits without a word. It tells the two apart by a line the driver
+writes into the watchdog's stdin as it exits (atexit: a normal exit, an exception, a cancelled run);
+a killed driver writes none, and only then does the watchdog say what it stopped. Processes of a remote cluster (`RAY_ADDRESS`, `statistics.scheduler_address`)
 are not the driver's descendants and carry no tag: untouched. A long-lived process that calls
 `firth.pipelines.job.run` itself (a notebook) gets the same: what it started ends when it ends.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import select
 import subprocess
 import sys
 import time
@@ -34,6 +38,7 @@ TAG_VARIABLE = "FIRTH_DRIVER"
 POLL_S = 0.1  # how often the watchdog looks at the driver
 SNAPSHOT_S = 1.0  # how often it notes the driver's descendants
 TERM_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this long
+ENDED_NORMALLY = b"ended normally\n"  # the driver's last words to its watchdog
 
 _watchdog: subprocess.Popen | None = None  # this process's watchdog, once started
 
@@ -48,9 +53,27 @@ def tie_to_this_process() -> str:
     environment = {k: v for k, v in os.environ.items() if k != TAG_VARIABLE}
     _watchdog = subprocess.Popen(
         [sys.executable, "-m", __name__, str(os.getpid()), repr(psutil.Process().create_time()), tag],
-        env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        env=environment, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    atexit.register(_say_goodbye, _watchdog)
     os.environ[TAG_VARIABLE] = tag
     return tag
+
+
+def _say_goodbye(watchdog: subprocess.Popen) -> None:
+    try:
+        watchdog.stdin.write(ENDED_NORMALLY)
+        watchdog.stdin.close()
+    except OSError:  # the watchdog is gone: nothing to tell
+        pass
+
+
+def _ended_normally() -> bool:
+    """Whether the driver said goodbye (it has ended by now: its line is in the pipe or never will be)."""
+    try:  # never block: a child that inherited the pipe's write end keeps it open without writing
+        readable, _, _ = select.select([sys.stdin], [], [], 0)
+        return bool(readable) and os.read(sys.stdin.fileno(), len(ENDED_NORMALLY)) == ENDED_NORMALLY
+    except (OSError, ValueError):
+        return False
 
 
 def processes_to_end(tag: str, noted: dict[int, float], exclude: set[int] = frozenset()) -> list[psutil.Process]:
@@ -123,7 +146,7 @@ def main(argv: list[str]) -> int:
         if not processes:
             break
         ended += end_processes(processes)
-    if ended:
+    if ended and not _ended_normally():
         print(f"firth: the driver (pid {pid}) ended; stopped {ended} process(es) it had started "
               f"(Ray, Dask or Beam)", file=sys.stderr, flush=True)
     return 0

@@ -44,7 +44,7 @@ def test_reserved_table_name_is_refused_before_any_work(tmp_path, debug_log, cap
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"table": "tables", "corpus": {"shards": ["nothing-here.txt"]},
                                       "store": {"uri": str(tmp_path / "store")}}))
-    assert main(["run", str(config)]) == 2
+    assert main(["run", str(config)]) == 5
     err = capsys.readouterr().err
     assert "c.yaml: invalid config" in err and "table: Value error, bad table name 'tables': reserved" in err
     assert "pick another, e.g. 'wiki-glove'" in err

@@ -85,6 +85,6 @@ def test_lineage_leaves_out_credentials(tmp_path):
 def test_cli_rejects_a_bad_config_naming_the_key(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("table: t\ncorpus: {shards: [x]}\nmodel: {dimension: 10}\n")
-    assert main(["run", str(path)]) == 2
+    assert main(["run", str(path)]) == 5
     err = capsys.readouterr().err
     assert "model.dimension: unknown key" in err and "dim" in err

@@ -5,32 +5,26 @@ every visible version is one whole publish; no Ray, Dask or watchdog process of 
 alive 10 s after the kill; its record ends "abandoned", naming the stage; the next run takes the
 lock over at once; what a dead run left is removed by the next run or `firth tables gc`."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from firth.pipelines.ops.lock import RunLock
-from firth.pipelines.ops.watchdog import TAG_VARIABLE
 from firth.schemas.consumer import open_embeddings
 from firth.schemas.store import TableStore
 from tests.helpers import ROOT, SAMPLE_SHARDS
+from tests.helpers.runs import FirthRun
 from tests.helpers.statistics import run_statistics
 
 pytestmark = pytest.mark.slow
 
 TABLE = "faults"
 STATISTICS = {"n_workers": 1, "min_count": 5, "window": 3, "n_buckets": 2}
-GONE_WITHIN_S = 10  # the acceptance bound: no process of a killed run alive 10 s after the kill
 
 
 def _config(tmp_path) -> Path:
@@ -39,101 +33,6 @@ def _config(tmp_path) -> Path:
         "table": TABLE, "corpus": {"shards": [str(s) for s in SAMPLE_SHARDS[:2]]}, "statistics": STATISTICS,
         "model": {"dim": 8, "epochs": 2, "num_workers": 1, "x_max": 10}, "store": {"uri": str(tmp_path / "store")}}))
     return path
-
-
-class FirthRun:
-    """`firth run CONFIG` in a process of its own; its stderr lines (tqdm's \r updates too) collected.
-    With `stop_at`, the driver is stopped (SIGSTOP) the moment a line contains that text, so that
-    `kill()` can look at its processes at leisure and kill it exactly there."""
-
-    def __init__(self, config: Path, stop_at: str | None = None):
-        self.process = subprocess.Popen([sys.executable, "-m", "firth.pipelines.cli.main", "run", str(config)],
-                                        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.lines: list[str] = []
-        self.stopped = threading.Event()
-        self._reader = threading.Thread(target=self._read, args=(stop_at,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stop_at: str | None) -> None:
-        for line in self.process.stderr:
-            if stop_at and stop_at in line and not self.stopped.is_set():
-                os.kill(self.process.pid, signal.SIGSTOP)
-                self.stopped.set()
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert self.process.poll() is None, f"the run ended before {text!r}:\n{self.stderr()}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.stderr()}"
-            time.sleep(0.02)
-
-    def finish(self, timeout: float = 300) -> tuple[int, str, str]:
-        out = self.process.stdout.read()
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return code, out, self.stderr()
-
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def kill(self, timeout: float = 300) -> tuple[float, list[str]]:
-        """Once stopped, SIGKILL the driver; (seconds until none of its processes lives, what they were)."""
-        assert self.stopped.wait(timeout), f"never reached the stop line:\n{self.stderr()}"
-        started_by_it = _processes_of(self.process.pid)
-        assert started_by_it, "the driver had started no process yet: nothing to test"
-        kinds = sorted({_describe(p) for p in started_by_it})
-        os.kill(self.process.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        self.process.wait()
-        while time.monotonic() - killed_at < GONE_WITHIN_S + 5:
-            alive = [p for p in started_by_it + _processes_of(self.process.pid) if _alive(p)]
-            if not alive:
-                break
-            time.sleep(0.1)
-        gone_after = time.monotonic() - killed_at
-        assert not alive, f"alive {gone_after:.1f} s after the kill: {[_describe(p) for p in alive]}"
-        return gone_after, kinds
-
-
-def _processes_of(driver_pid: int) -> list[psutil.Process]:
-    """The driver's descendants and every process carrying its watchdog tag (re-parented ones too)."""
-    found = {}
-    try:
-        found = {p.pid: p for p in psutil.Process(driver_pid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        pass
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(TAG_VARIABLE, "").startswith(f"{driver_pid}-"):
-                found[process.pid] = process
-                found.update({c.pid: c for c in process.children(recursive=True)})
-        except psutil.Error:
-            continue
-    return list(found.values())
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _describe(process: psutil.Process) -> str:
-    """A short name of what the process is (Ray's titles, Dask's spawned workers, our watchdog)."""
-    try:
-        command = " ".join(process.cmdline())
-    except psutil.Error:
-        return "?"
-    for name, kind in [("raylet", "raylet"), ("gcs_server", "gcs_server"), ("dashboard.py", "dashboard"),
-                       ("ray-dashboard-", "dashboard head"), ("log_monitor", "log_monitor"), ("monitor.py", "monitor"),
-                       ("ray::", "ray::" + command.partition("ray::")[2].split(" ")[0].split(".")[0]),
-                       ("multiprocessing.spawn", "spawned worker (Dask)"), ("resource_tracker", "resource_tracker"),
-                       ("forkserver", "forkserver"), ("ops.watchdog", "watchdog")]:
-        if name in command:
-            return kind
-    return command[:40]
 
 
 def _scratch(store: Path) -> set[str]:

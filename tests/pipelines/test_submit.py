@@ -124,9 +124,11 @@ def test_a_bad_config_or_address_fails_before_anything_is_submitted(tmp_path, ca
 def test_submit_runs_the_pipeline_on_the_ray_head_and_publishes(ray_head, tiny_config, tmp_path):
     address, token = ray_head
     store = str(tmp_path / "store")
-    submitted = firth_cli("submit", str(tiny_config), "--address", address, "--store", store, "--wait", token=token)
+    submitted = firth_cli("submit", str(tiny_config), "--address", address, "--store", store, "--wait", "--json",
+                          token=token)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
-    job_id = submitted.stdout.strip()
+    job_id = json.loads(submitted.stdout)["job_id"]  # stdout is one JSON object
+    assert json.loads(submitted.stdout) == {"job_id": job_id, "address": address, "status": "SUCCEEDED"}
     assert job_id.startswith("firth-tiny-submit-") and f"job {job_id}: SUCCEEDED" in submitted.stderr
 
     status = firth_cli("jobs", "status", job_id, "--address", address, "--json", token=token)

@@ -50,3 +50,32 @@ def test_a_killed_driver_takes_its_stubborn_child_and_its_daemon_with_it_and_not
     finally:
         bystander.kill()
         bystander.wait()
+
+
+STRAGGLER = """
+import subprocess, sys, time
+from firth.pipelines.ops.watchdog import tie_to_this_process
+
+tie_to_this_process()
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print(child.pid, flush=True)
+if sys.argv[1] == "wait":
+    time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("ending", ["exits", "killed"])
+def test_the_watchdog_ends_a_straggler_and_speaks_only_when_the_driver_was_killed(ending):
+    driver = subprocess.Popen([sys.executable, "-c", STRAGGLER, "exit" if ending == "exits" else "wait"], cwd=ROOT,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = int(driver.stdout.readline())
+    if ending == "killed":
+        driver.kill()
+    assert driver.wait(timeout=60) == (0 if ending == "exits" else -9)
+    err = driver.stderr.read()  # to its end: the watchdog and the child write to the same stderr
+    assert not _alive(child)  # ended either way
+    if ending == "exits":
+        assert err == ""
+    else:
+        assert err == (f"firth: the driver (pid {driver.pid}) ended; stopped 1 process(es) it had started "
+                       "(Ray, Dask or Beam)\n")

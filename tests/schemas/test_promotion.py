@@ -55,7 +55,7 @@ def test_cli_promote_uses_the_config_rules(local_store, tmp_path, capsys):
     publish_with_metrics(local_store, "t", 0.50, 0.45)
     store = ["--store", local_store.uri]
     assert main(["tables", "promote", "t@0", "--alias", "production", *store]) == 0
-    assert main(["tables", "promote", "t@1", "--alias", "production", *store]) == 2
+    assert main(["tables", "promote", "t@1", "--alias", "production", *store]) == 6
     assert "refused to point t@production at version 1" in capsys.readouterr().err
 
     config = write_job(tmp_path, {"table": "t", "corpus": {"shards": ["x.txt"]}, "promotion": {

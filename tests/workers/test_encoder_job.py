@@ -90,7 +90,7 @@ def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_
 def test_encoder_config_names_a_bad_key_and_the_checkpoint(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("table: t\ncorpus: {shards: [x]}\nmodel: {model: encoder, pooling: max}\n")
-    assert main(["run", str(path)]) == 2
+    assert main(["run", str(path)]) == 5
     assert "model.pooling" in capsys.readouterr().err
     from firth.workers.encoder.model import resolve_checkpoint
 

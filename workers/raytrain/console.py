@@ -6,6 +6,10 @@ this instead: a `Channel` actor carries events from the workers (entries done, e
 log records at WARNING and above via `ForwardLogs`) and from the controller (`FailureCallback`);
 a `Console` thread on the driver drains it while `trainer.fit()` runs. Ray's full logs stay in
 its session folder (/tmp/ray/session_latest/logs).
+
+Each epoch is one log line (INFO: loss and units/s), so a log piped to a file or a cron mail has
+the losses in plain lines; the bar is drawn only where tqdm draws (the `firth` command turns it off
+on a non-terminal and with --quiet: TQDM_DISABLE, pipelines/cli/common.py).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ PROGRESS_EVERY_S = 0.25  # a worker sends its entry count at most this often; th
 @ray.remote(num_cpus=0)
 class Channel:
     """Events for the driver, in arrival order: ("start", epochs_done), ("progress", rank, entries),
-    ("epoch", epochs_done, loss), ("log", rank, levelno, text), ("failed", {rank: text})."""
+    ("epoch", epochs_done, loss, seconds), ("log", rank, levelno, text), ("failed", {rank: text})."""
 
     def __init__(self):
         self.events: list[tuple] = []
@@ -81,8 +85,11 @@ class Console:
         self.epochs, self.max_failures = epochs, max_failures
         self.bar = tqdm(total=epochs * sum(rank_to_share), desc=f"{label} (starting Ray Train workers)",
                         unit=unit, unit_scale=True, leave=False) if progress else None
+        self.unit = unit
         self.rank_to_position = [0] * len(rank_to_share)  # entries each rank has trained, all epochs
         self.starts = self.failures = 0
+        self.pending = None  # the channel's answer being waited for
+        self.display_behind = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name=f"{label}-console", daemon=True)
 
@@ -94,23 +101,30 @@ class Console:
         self.stop.set()
         self.thread.join()
         if exc[0] is None or issubclass(exc[0], Exception):
+            self._drain()  # a take still pending, if one timed out
             self._drain()  # the last events: the end of the last epoch, or the failure fit() raises
         if self.bar is not None:
             self.bar.close()
 
     def _poll(self) -> None:
-        while not self.stop.wait(PROGRESS_EVERY_S) and self._drain():
-            pass
+        while not self.stop.wait(PROGRESS_EVERY_S):
+            self._drain()
 
-    def _drain(self) -> bool:
+    def _drain(self) -> None:
+        # a take that timed out is waited for again, not asked anew: its events are not lost
+        self.pending = self.pending or self.channel.take.remote()
         try:
-            events = ray.get(self.channel.take.remote(), timeout=10)
-        except Exception as error:  # the display must never stop the training
-            log.warning("%s progress display stopped: %s", self.label, error)
-            return False
+            events = ray.get(self.pending, timeout=10)
+        except Exception as error:  # the display must never stop the training; a loaded machine may
+            if not self.display_behind:  # answer late: say so once, keep waiting
+                log.warning("%s progress display is behind: %s", self.label, error)
+            self.display_behind = True
+            if not isinstance(error, ray.exceptions.GetTimeoutError):
+                self.pending = None  # the channel failed: ask afresh
+            return
+        self.pending = None
         for kind, *args in events:
             getattr(self, "_on_" + kind)(*args)
-        return True
 
     def _on_start(self, epochs_done: int) -> None:
         self.starts += 1
@@ -129,10 +143,13 @@ class Console:
         if self.bar is not None:
             self.bar.update(sum(self.rank_to_position) - self.bar.n)  # < 0 after a restore
 
-    def _on_epoch(self, epochs_done: int, loss: float) -> None:
+    def _on_epoch(self, epochs_done: int, loss: float, seconds: float) -> None:
+        rate = sum(self.rank_to_share) / max(seconds, 1e-9)  # every rank's units of one epoch
         self._describe(epochs_done)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}")
+        self._say(logging.INFO, f"{self.label} epoch {epochs_done}/{self.epochs}: loss {loss:.4f}, "
+                                f"{_si(rate)} {self.unit}/s, {seconds:.1f} s")
 
     def _on_log(self, rank: int, level: int, text: str) -> None:
         self._say(level, f"{self.label} worker rank {rank}: {text}")
@@ -149,3 +166,11 @@ class Console:
     def _say(self, level: int, text: str) -> None:
         with tqdm.external_write_mode():  # clear the bar, write the line, redraw the bar below it
             log.log(level, text)
+
+
+def _si(value: float) -> str:
+    """1234567 -> "1.23M": the rate as tqdm's bar shows it."""
+    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= threshold:
+            return f"{value / threshold:.3g}{suffix}"
+    return f"{value:.3g}"

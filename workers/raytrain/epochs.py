@@ -72,7 +72,7 @@ def run_epochs(model: EpochModel, meta: dict, loop_config: dict, rank: int, worl
         meta = {**meta, **updates, "epochs_done": epoch + 1, "epoch_losses": [*meta["epoch_losses"], loss],
                 "epoch_seconds": [*meta["epoch_seconds"], seconds]}
         progress(before + points.share, force=True)
-        progress.epoch(epoch + 1, loss)
+        progress.epoch(epoch + 1, loss, seconds)
         report({"epoch": epoch + 1, "loss": loss, **metrics}, meta, model.save if rank == 0 else None)
 
 
@@ -132,9 +132,9 @@ class Progress:
             self.channel.put.remote(("progress", self.rank, position))
             self.sent_at = time.monotonic()
 
-    def epoch(self, epochs_done: int, loss: float) -> None:
-        if self.rank == 0:
-            self.channel.put.remote(("epoch", epochs_done, loss))
+    def epoch(self, epochs_done: int, loss: float, seconds: float) -> None:
+        if self.rank == 0:  # seconds measured here: the driver may see the event late (a loaded machine)
+            self.channel.put.remote(("epoch", epochs_done, loss, seconds))
 
 
 class DeltaSync:

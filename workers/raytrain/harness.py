@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -41,7 +43,19 @@ def start_ray() -> bool:
     local = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}  # a cluster has its own
     ray.init(logging_level=logging.ERROR, log_to_driver=False, **local)
     _ray_started_here = True
+    _python_handles_signals()
     return True
+
+
+def _python_handles_signals() -> None:
+    """Ray's core worker (C++) wraps the process's SIGTERM handler in its failure handler, which prints a
+    stack ("*** SIGTERM received ***") and aborts the process at exit (code 134) even when the Python
+    handler dealt with the signal (a cancelled run). Re-installing the Python handlers unwraps them."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: installed outside Python; leave it
+                signal.signal(signum, handler)
 
 
 def stop_ray() -> None:
@@ -88,8 +102,13 @@ def fit(start_worker: Callable[[dict, int, int, Path | None, dict], EpochModel],
         )
         with Console(channel, label, epochs, max_failures, rank_to_share, progress, unit=unit):
             result = trainer.fit()
+    except KeyboardInterrupt:  # a cancelled run (SIGINT, SIGTERM): its workers must not train on,
+        if own_ray:            # writing checkpoints into the scratch the run is about to remove
+            stop_ray()
+        raise
     finally:
-        ray.kill(channel)
+        if ray.is_initialized():  # else the channel ended with Ray
+            ray.kill(channel)
     if result.checkpoint is None:
         raise RuntimeError(f"{checkpoint_uri}: the {label} training run ended without a checkpoint")
     with opened(result.checkpoint) as (folder, meta):

@@ -23,9 +23,8 @@ import threading
 import uuid
 from typing import Sequence
 
-from tqdm.auto import tqdm
-
 from firth.pipelines.config import StatisticsConfig
+from firth.pipelines.statistics.engines import step_progress
 from firth.pipelines.statistics.engines.beam_workers import SdkWorkerProcesses, import_beam
 from firth.schemas.fs import filesystem, join, open_atomic
 
@@ -93,7 +92,7 @@ class BeamEngine:
         runner_thread = threading.Thread(target=run, name=f"beam-{label}", daemon=True)
         runner_thread.start()
         fs, folder = filesystem(results, {})
-        with tqdm(total=len(items), desc=label, unit="task", leave=False) as bar:
+        with step_progress(label, len(items)) as bar:
             while runner_thread.is_alive():
                 runner_thread.join(timeout=0.5)
                 bar.update(_count_done(fs, folder) - bar.n)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
-from tqdm.auto import tqdm
 
 from firth.pipelines.config import StatisticsConfig
+from firth.pipelines.statistics.engines import step_progress
 
 
 class DaskEngine:
@@ -76,7 +76,7 @@ class DaskEngine:
         position = {future.key: n for n, future in enumerate(futures)}
         results = [None] * len(futures)
         try:
-            with tqdm(total=len(futures), desc=label, unit="task", leave=False) as bar:
+            with step_progress(label, len(futures)) as bar:
                 for future in as_completed(futures):
                     # Each result crosses to the driver once, as its task finishes, while the others
                     # run; a worker's exception is re-raised here, with its message.
