@@ -133,6 +133,7 @@ class _Clocked:
     def __init__(self, engine, partial_dir: Path):
         self.engine, self.partial_dir = engine, partial_dir
         self.seconds: dict[str, float] = {}
+        self.driver_peak_after: dict[str, float] = {}  # the driver's ru_maxrss after each step: which one grew it
         self.spill_bytes = 0
 
     def map(self, fn, items, label):
@@ -143,6 +144,7 @@ class _Clocked:
             return self.engine.map(fn, items, label)
         finally:
             self.seconds[label] = self.seconds.get(label, 0) + time.perf_counter() - start
+            self.driver_peak_after[label] = _peak_mb()
 
 
 def measure_statistics(shards: list[str], workers: int, memory_mb: float, output: str) -> dict:
@@ -169,6 +171,7 @@ def measure_statistics(shards: list[str], workers: int, memory_mb: float, output
     return {"shards": len(listed), "tokens": summary.n_tokens, "vocab_size": summary.vocab_size,
             "cooccurrence_entries": summary.n_cooccurrence_entries, "seconds": seconds,
             "tokens_per_s_per_worker": summary.n_tokens / seconds / workers, "step_seconds": clocked.seconds,
+            "driver_peak_after_step_mb": clocked.driver_peak_after,
             "driver_rss_before_mb": driver_rss_before, "driver_peak_mb": _peak_mb(),
             "worker_rss_after_warm_up_mb": worker_rss_before, "worker_peak_mb": worker_peaks,
             "spill_bytes": clocked.spill_bytes, "output_bytes": _du(Path(output)), "load_average": os.getloadavg()}

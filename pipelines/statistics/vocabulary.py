@@ -30,9 +30,10 @@ from firth.pipelines.statistics.shard_cache import WORDS
 from firth.schemas import tables
 from firth.schemas.fs import filesystem, join, open_atomic
 
-# The lookup an EncodeShards task holds: the vocabulary's tokens (their UTF-8 bytes + 8-byte offsets), the
-# hash set pc.index_in builds from them for each batch (measured 55-65 bytes a word, 0.1-1.6 M words:
-# /tmp-free script in benchmarks/scale_bench.py --lookup), the idf (4) and a cache entry's id map (4).
+# The lookup an EncodeShards task holds, besides the vocabulary's tokens (their UTF-8 bytes + 8-byte offsets):
+# the hash set pc.index_in builds from them for each batch (measured 66 bytes a word from 0.1 to
+# 1.6 M words: benchmarks/scale_bench.py --lookup; checked in tests/pipelines/test_statistics_vocabulary.py),
+# the idf (4 bytes a word) and a cache entry's id map (4).
 LOOKUP_BYTES_PER_WORD = 80
 _VOCABULARY_PIECE = pa.schema([f for f in tables.VOCABULARY if f.name != "id"])  # token, count, doc_count
 _BYTES_PER_BUFFERED_WORD = 256  # a token, its counts, the comparison masks and the sorted output copy
