@@ -7,7 +7,7 @@ against scikit-learn's TfidfVectorizer, measured in the same run.
         [--engines processes dask beam] [--rounds 3] [--memory-mb 128] [--glove /tmp/glove]
 
 Each statistic runs as its own engine map over the 16 shards, with the job's kernels:
-  vocabulary count   read + tokenize + count words            (CountWords, firth.pipelines.statistics.steps.count_shard)
+  vocabulary count   read + tokenize + count words            (CountWords, firth.pipelines.statistics.steps.shard_word_counts)
   encode / tokens    read + tokenize + encode → tokens table  (the first half of EncodeShards)
   co-occurrence      token ids → CooccurrenceCounter (window 10, spilling within --memory-mb)
                      → run files, then the bounded merge per bucket (MergeCooccurrence)
@@ -51,8 +51,8 @@ from firth.pipelines.statistics.steps import (
     _tfidf_table,
     _tokens_table,
     compute_statistics,
-    count_shard,
     merge_bucket,
+    shard_word_counts,
 )
 from firth.schemas import tables
 
@@ -224,7 +224,7 @@ class ProcessPool:
 
 
 def count_with_peak(shard, config: JobConfig, location: Location) -> dict:
-    counts, _, _ = count_shard(shard, config, location)
+    counts, _, _ = shard_word_counts(shard, config, location)
     return {"pid": os.getpid(), "peak_mb": _peak_mb(), "counts": counts}
 
 

@@ -1,8 +1,11 @@
-"""The statistics job graph: three map → merge passes over the shards, on any engine.
+"""The statistics job graph: map → merge passes over the shards, on any engine.
 
-    CountWords        per shard: tokenize, count words and document frequencies
-      → merge on the driver: the vocabulary (ids by count desc, token asc), idf
-    EncodeShards      per shard: token ids → tokens table, term frequencies → TF-IDF table,
+    CountWords        per shard: tokenize, count words and document frequencies, written by word bucket
+    MergeWords        per bucket: the shards' counts summed, cut at min_count, in vocabulary order
+    NumberWords       one task: the buckets merged, cut at max_vocab_size, ids by (count desc, token asc)
+                      → vocabulary.parquet, idf.parquet (pipelines/statistics/vocabulary.py); the
+                      driver learns only the vocabulary's size, never a word
+    EncodeShards      per shard (reading the vocabulary itself): token ids → tokens table, term frequencies → TF-IDF table,
                       co-occurrence counted within `statistics.memory_mb`, spilled as sorted run
                       files per bucket (rows i % n_buckets) under _partial/bucket-BBBBB/
     MergeCooccurrence per bucket: a bounded fan-in merge of its runs (pipelines/statistics/spill_files.py)
@@ -36,7 +39,7 @@ from firth.pipelines.config import JobConfig
 from firth.pipelines.corpus.shards import Shard, ShardReport, iter_documents
 from firth.pipelines.corpus.tokenize import Tokenizer
 from firth.pipelines.corpus.tokenizer_choice import prepare_tokenizer
-from firth.pipelines.statistics import kernels, shard_cache, spill_files
+from firth.pipelines.statistics import kernels, shard_cache, spill_files, vocabulary
 from firth.pipelines.statistics.engines import Engine
 from firth.pipelines.statistics.kernels import bucketing
 from firth.pipelines.statistics.shard_cache import ShardCache, prune, shard_key, vocabulary_key
@@ -69,23 +72,17 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
         # A retrained subword model may split words differently, and the shard cache is keyed by
         # the tokenizer's settings, not its model: count afresh rather than reuse stale units.
         config = config.model_copy(update={"statistics": stats.model_copy(update={"cache": False})})
-    counted = engine.map(partial(count_shard, config=config, location=location, tokenizer=tokenizer), shards,
-                         "CountWords")
-    reports = [report for _, report, _ in counted]
+    counted = engine.map(partial(count_shard, config=config, location=location, tokenizer=tokenizer),
+                         list(enumerate(shards)), "CountWords")
+    reports = [c.report for c in counted]
     n_documents = sum(r.documents for r in reports)
-    word_counts = kernels.merge_word_counts([counts for counts, _, _ in counted])
-    vocabulary = kernels.build_vocabulary(word_counts, stats.min_count, stats.max_vocab_size)
-    if vocabulary.num_rows == 0:
+    n_tokens = sum(c.tokens for c in counted)
+    vocab_size = _build_vocabulary(engine, config, location, n_documents)
+    if vocab_size == 0:
         raise ValueError(f"statistics: no word occurs at least min_count={stats.min_count} times in "
-                         f"{len(shards)} shard(s) ({int(word_counts.counts.sum())} tokens); lower statistics.min_count")
-    idf = kernels.idf(vocabulary["doc_count"].to_numpy(), n_documents)
-    tables.write_parquet(vocabulary, location("vocabulary.parquet"), tables.VOCABULARY, location.storage_options)
-    tables.write_parquet(pa.table({"term_id": vocabulary["id"], "doc_count": vocabulary["doc_count"],
-                                   "idf": pa.array(idf, pa.float32())}),
-                         location("idf.parquet"), tables.IDF, location.storage_options)
+                         f"{len(shards)} shard(s) ({n_tokens} tokens); lower statistics.min_count")
 
-    encode = partial(encode_shard, config=config, location=location, tokenizer=tokenizer,
-                     vocabulary_tokens=vocabulary["token"].combine_chunks(), idf=idf)
+    encode = partial(encode_shard, config=config, location=location, tokenizer=tokenizer)
     encoded = engine.map(encode, list(enumerate(shards)), "EncodeShards")
     merge = partial(merge_bucket, config=config, location=location)
     entries = engine.map(merge, list(range(stats.n_buckets)), "MergeCooccurrence")
@@ -96,11 +93,11 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
         prune(location.cache, location.storage_options,
               {shard_key(s, config): key for s, (_, key) in zip(shards, encoded)})
 
-    sources = [{"counted": "cache" if reused_counts else "source", "encoded": "cache" if reused_encoding else "source"}
-               for (_, _, reused_counts), (reused_encoding, _) in zip(counted, encoded)]
+    sources = [{"counted": "cache" if c.reused else "source", "encoded": "cache" if reused_encoding else "source"}
+               for c, (reused_encoding, _) in zip(counted, encoded)]
     summary = StatisticsSummary(
-        uri=location.uri, vocab_size=vocabulary.num_rows, n_documents=n_documents,
-        n_tokens=int(word_counts.counts.sum()), n_cooccurrence_entries=int(sum(entries)),
+        uri=location.uri, vocab_size=vocab_size, n_documents=n_documents,
+        n_tokens=n_tokens, n_cooccurrence_entries=int(sum(entries)),
         bad_records=sum(r.bad_records for r in reports), empty_shards=[r.uri for r in reports if r.empty],
         problems=[p for r in reports for p in r.problems][:10],
         unreadable_shards=[r.uri for r in reports if r.unreadable],
@@ -112,9 +109,27 @@ def compute_statistics(shards: list[Shard], config: JobConfig, engine: Engine, l
     return summary
 
 
-def count_shard(shard: Shard, config: JobConfig, location: Location,
-                tokenizer=None) -> tuple[kernels.WordCounts, ShardReport, bool]:
-    """CountWords: word counts and document frequencies of one shard; True when they came from the cache."""
+@dataclass(frozen=True)
+class CountedShard:
+    """What CountWords hands back to the driver: a few numbers, never a word (those go to files)."""
+    report: ShardReport
+    tokens: int
+    reused: bool  # its counts came from the cache
+
+
+def count_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: Location,
+                tokenizer=None) -> CountedShard:
+    """CountWords: the shard's word counts, written by bucket for MergeWords (pipelines/statistics/vocabulary.py)."""
+    index, shard = indexed_shard
+    counts, report, reused = shard_word_counts(shard, config, location, tokenizer)
+    vocabulary.write_word_parts(counts, location("_partial", "words"), index, config.statistics.n_buckets,
+                                location.storage_options)
+    return CountedShard(report, int(counts.counts.sum()), reused)
+
+
+def shard_word_counts(shard: Shard, config: JobConfig, location: Location,
+                      tokenizer=None) -> tuple[kernels.WordCounts, ShardReport, bool]:
+    """Word counts and document frequencies of one shard; True when they came from the cache."""
     cache = ShardCache(location.cache, location.storage_options, shard, config) if config.statistics.cache else None
     cached = cache.load_words() if cache else None
     if cached:
@@ -128,15 +143,41 @@ def count_shard(shard: Shard, config: JobConfig, location: Location,
     return counts, report, False
 
 
+def _build_vocabulary(engine: Engine, config: JobConfig, location: Location, n_documents: int) -> int:
+    """MergeWords per bucket, then NumberWords: vocabulary.parquet and idf.parquet; returns the vocabulary's size."""
+    stats, opts = config.statistics, location.storage_options
+    merge = partial(merge_words, config=config, location=location)
+    engine.map(merge, list(range(stats.n_buckets)), "MergeWords")
+    pieces = [location("_partial", "vocabulary", f"bucket-{b:05d}.parquet") for b in range(stats.n_buckets)]
+    number = partial(vocabulary.number_words, vocabulary_uri=location("vocabulary.parquet"),
+                     idf_uri=location("idf.parquet"), max_size=stats.max_vocab_size, n_documents=n_documents,
+                     memory_bytes=stats.memory_bytes, storage_options=opts)
+    [size] = engine.map(number, [pieces], "NumberWords")
+    return size
+
+
+def merge_words(bucket: int, config: JobConfig, location: Location) -> int:
+    """MergeWords: one bucket's word counts from every shard → its piece of the vocabulary; returns its words."""
+    stats = config.statistics
+    parts = spill_files.list_runs(location("_partial", "words", f"bucket-{bucket:05d}"), location.storage_options)
+    return vocabulary.merge_word_parts(parts, location("_partial", "vocabulary", f"bucket-{bucket:05d}.parquet"),
+                                       stats.min_count, stats.merge_fan_in, location.storage_options)
+
+
 def encode_shard(indexed_shard: tuple[int, Shard], config: JobConfig, location: Location,
-                 vocabulary_tokens: pa.Array, idf: np.ndarray, tokenizer=None) -> tuple[bool, str | None]:
+                 tokenizer=None) -> tuple[bool, str | None]:
     """EncodeShards: the shard's tokens and TF-IDF tables and its co-occurrence runs.
 
+    The worker reads the vocabulary's tokens and idf itself; their lookup counts against
+    statistics.memory_mb: co-occurrence counting gets the rest (at least a quarter of it).
     Returns (reused from the cache?, the vocabulary key of its cache entry, or None without cache).
     """
     index, shard = indexed_shard
     stats = config.statistics
-    runs = _RunSink(location, index, stats, len(vocabulary_tokens))
+    vocabulary_tokens, idf = vocabulary.load_lookup(location("vocabulary.parquet"), location("idf.parquet"),
+                                                    location.storage_options)
+    budget = max(stats.memory_bytes - vocabulary.lookup_bytes(vocabulary_tokens), stats.memory_bytes // 4)
+    runs = _RunSink(location, index, stats, len(vocabulary_tokens), budget)
     cache = ShardCache(location.cache, location.storage_options, shard, config) if stats.cache else None
     cached_words = cache.load_words() if cache else None
     if cached_words is None:  # no cache (or it vanished since CountWords): no shard-local ids either
@@ -177,7 +218,7 @@ def _encode_from_source(shard: Shard, config: JobConfig, location: Location, ind
             local = kernels.Cooc(global_to_local[piece.i], global_to_local[piece.j], piece.units, piece.scale)
             spill_files.write_run(local, join(entry, "cooc", f"run-{next(local_runs):06d}.parquet"), opts)
     counter = kernels.CooccurrenceCounter(stats.window, stats.weighting, vocab_size=len(vocabulary_tokens),
-                                          memory_bytes=stats.memory_bytes, spill=spill, n_buckets=stats.n_buckets)
+                                          memory_bytes=runs.memory_bytes, spill=spill, n_buckets=stats.n_buckets)
     token_tables, tfidf_tables, local_tf = [], [], []
     n_docs = 0  # documents before this batch
     for batch in iter_documents(shard, config.corpus, ShardReport(shard.uri)):
@@ -233,13 +274,14 @@ def _encode_from_cache(entry: str, location: Location, index: int, local_to_glob
 class _RunSink:
     """Writes one shard's sorted co-occurrence pieces as run files _partial/bucket-B/shard-N-K.parquet."""
 
-    def __init__(self, location: Location, index: int, stats, vocab_size: int):
+    def __init__(self, location: Location, index: int, stats, vocab_size: int, memory_bytes: int | None = None):
         self.location, self.index = location, index
+        self.memory_bytes = memory_bytes or stats.memory_bytes  # the co-occurrence counter's share of the budget
         self.n_buckets = stats.n_buckets
         self.scale, _ = kernels.weight_units(stats.window, stats.weighting)
         self.shift = bucketing.key_shift(vocab_size)
         # directed entries re-bucketed at once when replaying a cache entry: a quarter of the budget
-        self.chunk_rows = max(1024, (stats.memory_bytes) // 4 // (bucketing.BYTES_PER_UNDIRECTED_ENTRY // 2))
+        self.chunk_rows = max(1024, self.memory_bytes // 4 // (bucketing.BYTES_PER_UNDIRECTED_ENTRY // 2))
         self._written: list[str] = []
 
     def write(self, bucket: int, piece: kernels.Cooc) -> None:

@@ -2,8 +2,9 @@
 
 An engine maps these over shards and merges the results:
 
-  pass 1 (per shard)   count_words(tokens, offsets) → WordCounts; merge_word_counts over shards
-          (driver)     build_vocabulary(counts, min_count, max_size); idf(doc_counts, n_docs)
+  pass 1 (per shard)   count_words(tokens, offsets) → WordCounts, split by word_buckets(words, n)
+          (per bucket) merge_word_counts over shards; build_vocabulary(counts, min_count, None) orders them
+          (one task)   the buckets merged in vocabulary order, cut at max_size; idf(doc_counts, n_docs)
   pass 2 (per shard)   encode → ids; term_frequencies → tfidf; CooccurrenceCounter.add per batch,
                        .result(n_buckets) → one Cooc per bucket (i % n_buckets); or, out of core,
                        spill=callback: sorted pieces per bucket as the budget fills, .finish() the rest
@@ -29,8 +30,9 @@ from firth.pipelines.statistics.kernels.words import (
                                       count_words,
                                       encode,
                                       merge_word_counts,
+                                      word_buckets,
 )
 
 __all__ = ["DEFAULT_MEMORY_BYTES", "Cooc", "CooccurrenceCounter", "WordCounts", "build_vocabulary",
            "cooccurrence", "count_words", "drop_out_of_vocabulary", "encode", "idf", "merge_cooccurrence",
-           "merge_word_counts", "term_frequencies", "tfidf", "weight_units"]
+           "merge_word_counts", "term_frequencies", "tfidf", "weight_units", "word_buckets"]

@@ -83,6 +83,18 @@ def build_vocabulary(counts: WordCounts, min_count: int, max_size: int | None) -
     return pa.table([table["token"], ids, table["count"], table["doc_count"]], schema=VOCABULARY)
 
 
+def word_buckets(words, n_buckets: int) -> np.ndarray:
+    """(n_words,) int64 in [0, n_buckets): FNV-1a of each word's UTF-8 bytes, mod n_buckets. The same
+    word gets the same bucket in every process (unlike Python's salted hash), so buckets merge by name."""
+    words = _strings(words, "word_buckets words")
+    if not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1:
+        raise ValueError(f"word_buckets: n_buckets must be an integer ≥ 1 (statistics.n_buckets), got {n_buckets!r}")
+    _, offsets_buffer, data_buffer = words.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int64, len(words) + 1, words.offset * 8)
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return (_fnv1a(offsets, data) % np.uint64(n_buckets)).astype(np.int64)
+
+
 def encode(tokens, vocabulary_tokens) -> np.ndarray:
     """(n_tokens,) int32 ids: the position of each token in vocabulary_tokens (= its id when the
     vocabulary is ordered by id), -1 for a token not in it."""
@@ -122,3 +134,16 @@ def _doc_counts(word_index, offsets, n_words):
                 last_doc[w] = d
                 doc_counts[w] += 1
     return doc_counts
+
+
+@njit(cache=True)
+def _fnv1a(offsets, data):
+    """(n,) uint64 FNV-1a hashes of data[offsets[k]:offsets[k + 1]]."""
+    out = np.empty(len(offsets) - 1, np.uint64)
+    prime = np.uint64(1099511628211)
+    for k in range(len(offsets) - 1):
+        h = np.uint64(14695981039346656037)
+        for t in range(offsets[k], offsets[k + 1]):
+            h = (h ^ np.uint64(data[t])) * prime
+        out[k] = h
+    return out
