@@ -22,8 +22,9 @@ PROGRESS_EVERY_S = 0.25  # a worker sends its entry count at most this often; th
 
 @ray.remote(num_cpus=0)
 class Channel:
-    """Events for the driver, in arrival order: ("start", epochs_done), ("progress", rank, entries),
-    ("epoch", epochs_done, loss), ("log", rank, levelno, text), ("failed", {rank: text})."""
+    """Events for the driver, in arrival order: ("placed", rank, where), ("start", epochs_done),
+    ("progress", rank, entries), ("epoch", epochs_done, loss), ("log", rank, levelno, text),
+    ("failed", {rank: text})."""
 
     def __init__(self):
         self.events: list[tuple] = []
@@ -82,6 +83,7 @@ class Console:
         self.bar = tqdm(total=epochs * sum(rank_to_share), desc=f"{label} (starting Ray Train workers)",
                         unit=unit, unit_scale=True, leave=False) if progress else None
         self.rank_to_position = [0] * len(rank_to_share)  # entries each rank has trained, all epochs
+        self.rank_to_worker: dict[int, dict] = {}  # where each rank runs (harness.placement), the latest start
         self.starts = self.failures = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name=f"{label}-console", daemon=True)
@@ -94,7 +96,8 @@ class Console:
         self.stop.set()
         self.thread.join()
         if exc[0] is None or issubclass(exc[0], Exception):
-            self._drain()  # the last events: the end of the last epoch, or the failure fit() raises
+            # the last events: the end of the last epoch (and where each rank ran), or the failure fit() raises
+            self._drain(timeout_s=60)
         if self.bar is not None:
             self.bar.close()
 
@@ -102,15 +105,18 @@ class Console:
         while not self.stop.wait(PROGRESS_EVERY_S) and self._drain():
             pass
 
-    def _drain(self) -> bool:
+    def _drain(self, timeout_s: float = 10) -> bool:
         try:
-            events = ray.get(self.channel.take.remote(), timeout=10)
+            events = ray.get(self.channel.take.remote(), timeout=timeout_s)
         except Exception as error:  # the display must never stop the training
             log.warning("%s progress display stopped: %s", self.label, error)
             return False
         for kind, *args in events:
             getattr(self, "_on_" + kind)(*args)
         return True
+
+    def _on_placed(self, rank: int, where: dict) -> None:
+        self.rank_to_worker[rank] = where
 
     def _on_start(self, epochs_done: int) -> None:
         self.starts += 1

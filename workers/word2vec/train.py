@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,7 @@ class Word2VecResult:
     epoch_losses: list[float]
     words_per_sec: float  # corpus words per second of epoch time, all workers
     epochs_run: int
+    workers: list[dict] = field(default_factory=list)  # where each rank ran (workers/raytrain/harness.py)
 
 
 def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: str,
@@ -96,7 +97,7 @@ def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: s
                             vocabulary["count"].to_numpy(), model, storage_options=config.store.storage_options,
                             checkpoint_uri=checkpoint_uri, fault_injection=fault_injection, initial=initial)
     trained = Trained(vectors=result.vectors, epoch_losses=result.epoch_losses,
-                      metrics={"words_per_sec": result.words_per_sec})
+                      metrics={"words_per_sec": result.words_per_sec}, workers=result.workers)
     if isinstance(model, FastTextConfig):
         buffer = io.BytesIO()
         np.savez(buffer, bucket_ids=result.bucket_ids, vectors=result.bucket_vectors)
@@ -139,7 +140,8 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     return Word2VecResult(vectors=word_vectors(layout, state), bucket_ids=layout.bucket_ids,
                           bucket_vectors=np.ascontiguousarray(state[layout.vocab_size:layout.n_input]),
                           epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
-                          words_per_sec=meta["words"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9))
+                          words_per_sec=meta["words"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9),
+                          workers=meta["workers"])
 
 
 def scan_tokens(uri: str, storage_options: dict) -> list[tuple[str, int, int]]:
