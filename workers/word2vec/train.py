@@ -129,9 +129,9 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     claim(checkpoint_uri, storage_options,
           {"units": units, "vocabulary": len(vocabulary), "counts": int(np.sum(counts)),
            **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
-    loop_config = {"storage_options": storage_options, "rank_to_units": rank_to_units, "counts": np.asarray(counts),
-                   "layout": layout, "config": config.model_dump(mode="json"), "fault_injection": fault_injection,
-                   "sync": sync, "initial": initial}
+    loop_config = {"uri": tokens_uri, "storage_options": storage_options, "rank_to_units": rank_to_units,
+                   "counts": np.asarray(counts), "layout": layout, "config": config.model_dump(mode="json"),
+                   "fault_injection": fault_injection, "sync": sync, "initial": initial}
     state, meta = fit(_Word2VecWorker, loop_config, run_name=config.model, label=config.model, unit="words",
                       num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
                       epochs=config.epochs, rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
@@ -180,7 +180,8 @@ class _Word2VecWorker:
         layout: Layout = loop["layout"]
         self.units = loop["rank_to_units"][rank]
         self.words = sum(u[2] for u in self.units)  # this worker's words per epoch
-        fs, _ = filesystem(self.units[0][0] if self.units else "/", loop["storage_options"])
+        # the units' paths are inside the tokens folder's filesystem (no s3:// of their own): open that one
+        fs, _ = filesystem(loop["uri"], loop["storage_options"])
         self.read = lambda path, group: read_unit(fs, path, group, layout.vocab_size)
         if folder is not None:
             state = load_state(folder)
