@@ -158,7 +158,7 @@ def _run_stages(config: JobConfig, recorder, scratch, *, fault_injection: str | 
                            "reused_shards": summary.reused_shards} if summary else {})},
             "vocab_size": summary.vocab_size if summary else None,
             "metrics": metrics,
-            "training": {"epoch_losses": [float(x) for x in trained.epoch_losses]},
+            "training": {"epoch_losses": [float(x) for x in trained.epoch_losses], "workers": trained.workers},
             "timings": timings,
             "run_id": run_id,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

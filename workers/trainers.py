@@ -42,6 +42,7 @@ class Trained:
     metrics: dict[str, float] = field(default_factory=dict)  # the model's own (e.g. retrieval); merged with evaluation's
     artifacts: dict[str, bytes | str | PathLike] = field(default_factory=dict)  # published with the version
     metadata: dict = field(default_factory=dict)  # extra lineage, e.g. how to use the artifacts
+    workers: list[dict] = field(default_factory=list)  # where the Ray Train ranks ran (harness.placement)
 
 
 def train(config: JobConfig, statistics: StatisticsSummary | None, *, checkpoint_uri: str,

@@ -53,6 +53,7 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, in stage order
     metrics: dict[str, float] = field(default_factory=dict)
     epoch_losses: list[float] = field(default_factory=list)
+    workers: list[dict] = field(default_factory=list)  # [{rank, node_id, ip, host, pid}]: where Ray Train trained
     version: int | None = None  # the table version published (succeeded runs; abandoned ones that got that far)
     error: dict | None = None  # {"stage", "type", "message", "traceback"} (failed, cancelled and abandoned runs)
     stage: str | None = None  # the stage running now, or the last one started
@@ -174,6 +175,7 @@ class RunRecorder:
         self.record.version = version
         self.record.metrics = dict(metadata.get("metrics", {}))
         self.record.epoch_losses = list(metadata.get("training", {}).get("epoch_losses", []))
+        self.record.workers = list(metadata.get("training", {}).get("workers", []))
         self.record.outcome = "succeeded"
 
     def note_promotion(self, decision: dict) -> None:

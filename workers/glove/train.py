@@ -43,7 +43,7 @@ result (which entries each sees between syncs); on the GPU index_add_ order is n
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -77,6 +77,7 @@ class GloveResult:
     epoch_losses: list[float]  # glove.c's cost per epoch, all epochs (restored ones included)
     entries_per_sec: float  # co-occurrence entries trained per second of epoch time, all workers
     epochs_run: int
+    workers: list[dict] = field(default_factory=list)  # where each rank ran (workers/raytrain/harness.py)
 
 
 def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: str,
@@ -85,7 +86,7 @@ def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: s
     result = train_glove(statistics.cooccurrence_uri, statistics.vocab_size, config.model,
                          storage_options=config.store.storage_options, checkpoint_uri=checkpoint_uri,
                          fault_injection=fault_injection)
-    return Trained(vectors=result.vectors, epoch_losses=result.epoch_losses)
+    return Trained(vectors=result.vectors, epoch_losses=result.epoch_losses, workers=result.workers)
 
 
 def train_glove(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *,
@@ -125,7 +126,8 @@ def _fit(cooccurrence_uri: str, vocab_size: int, config: GloveConfig, *, storage
     vectors = published_vectors(state[0], vocab_size)  # state: (2, 2V, D+1)
     seconds = sum(meta["epoch_seconds"])
     return GloveResult(vectors=vectors, epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
-                       entries_per_sec=meta["entries"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9))
+                       entries_per_sec=meta["entries"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9),
+                       workers=meta["workers"])
 
 
 def scan_parts(uri: str, vocab_size: int, storage_options: dict) -> list[tuple[str, list[int]]]:

@@ -26,8 +26,9 @@ PROGRESS_EVERY_S = 0.25  # a worker sends its entry count at most this often; th
 
 @ray.remote(num_cpus=0)
 class Channel:
-    """Events for the driver, in arrival order: ("start", epochs_done), ("progress", rank, entries),
-    ("epoch", epochs_done, loss, seconds), ("log", rank, levelno, text), ("failed", {rank: text})."""
+    """Events for the driver, in arrival order: ("placed", rank, where), ("start", epochs_done),
+    ("progress", rank, entries), ("epoch", epochs_done, loss, seconds), ("log", rank, levelno, text),
+    ("failed", {rank: text})."""
 
     def __init__(self):
         self.events: list[tuple] = []
@@ -87,6 +88,7 @@ class Console:
                         unit=unit, unit_scale=True, leave=False) if progress else None
         self.unit = unit
         self.rank_to_position = [0] * len(rank_to_share)  # entries each rank has trained, all epochs
+        self.rank_to_worker: dict[int, dict] = {}  # where each rank runs (harness.placement), the latest start
         self.starts = self.failures = 0
         self.pending = None  # the channel's answer being waited for
         self.display_behind = False
@@ -101,8 +103,10 @@ class Console:
         self.stop.set()
         self.thread.join()
         if exc[0] is None or issubclass(exc[0], Exception):
-            self._drain()  # a take still pending, if one timed out
-            self._drain()  # the last events: the end of the last epoch, or the failure fit() raises
+            # a take still pending, if one timed out; then the last events: the end of the last epoch
+            # (and where each rank ran), or the failure fit() raises
+            self._drain(timeout_s=60)
+            self._drain(timeout_s=60)
         if self.bar is not None:
             self.bar.close()
 
@@ -110,11 +114,11 @@ class Console:
         while not self.stop.wait(PROGRESS_EVERY_S):
             self._drain()
 
-    def _drain(self) -> None:
+    def _drain(self, timeout_s: float = 10) -> None:
         # a take that timed out is waited for again, not asked anew: its events are not lost
         self.pending = self.pending or self.channel.take.remote()
         try:
-            events = ray.get(self.pending, timeout=10)
+            events = ray.get(self.pending, timeout=timeout_s)
         except Exception as error:  # the display must never stop the training; a loaded machine may
             if not self.display_behind:  # answer late: say so once, keep waiting
                 log.warning("%s progress display is behind: %s", self.label, error)
@@ -125,6 +129,9 @@ class Console:
         self.pending = None
         for kind, *args in events:
             getattr(self, "_on_" + kind)(*args)
+
+    def _on_placed(self, rank: int, where: dict) -> None:
+        self.rank_to_worker[rank] = where
 
     def _on_start(self, epochs_done: int) -> None:
         self.starts += 1

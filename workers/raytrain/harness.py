@@ -3,6 +3,8 @@ Ray, checking for GPUs, running a TorchTrainer with one driver-side progress dis
 workers' log records forwarded to it (workers/raytrain/console.py), restoring the last checkpoint
 (after a worker failure, FailureConfig; or in a later run with the same checkpoint_uri), and the
 per-worker epoch loop (workers/raytrain/epochs.py) with its checkpoints (workers/raytrain/checkpoints.py).
+`fit` also says where each rank ran (meta["workers"]: rank, Ray node id, node IP, host, PID), which
+the job keeps in the version's metadata and the run record: on a cluster, which nodes trained.
 
 A model's module calls `fit(start_worker, loop_config, ...)`; on every worker,
 `start_worker(loop_config, rank, world, folder, meta)` builds the model's EpochModel from the
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +103,7 @@ def fit(start_worker: Callable[[dict, int, int, Path | None, dict], EpochModel],
                                  callbacks=[FailureCallback(channel)],
                                  logging_config=LoggingConfig(log_level="WARNING")),
         )
-        with Console(channel, label, epochs, max_failures, rank_to_share, progress, unit=unit):
+        with Console(channel, label, epochs, max_failures, rank_to_share, progress, unit=unit) as console:
             result = trainer.fit()
     except KeyboardInterrupt:  # a cancelled run (SIGINT, SIGTERM): its workers must not train on,
         if own_ray:            # writing checkpoints into the scratch the run is about to remove
@@ -112,7 +115,14 @@ def fit(start_worker: Callable[[dict, int, int, Path | None, dict], EpochModel],
     if result.checkpoint is None:
         raise RuntimeError(f"{checkpoint_uri}: the {label} training run ended without a checkpoint")
     with opened(result.checkpoint) as (folder, meta):
-        return read_result(folder), meta
+        workers = [console.rank_to_worker[rank] for rank in sorted(console.rank_to_worker)]
+        return read_result(folder), {**meta, "workers": workers}
+
+
+def placement(rank: int) -> dict:
+    """Where this Ray worker process runs: the Ray node (its id tells nodes with one IP apart), IP, host, PID."""
+    return {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _per_worker(loop_config: dict) -> None:
@@ -120,6 +130,8 @@ def _per_worker(loop_config: dict) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    # waited for, so the driver holds it before training ends; a restarted worker sends its new place
+    ray.get(loop_config["channel"].put.remote(("placed", rank, placement(rank))))
     forward = ForwardLogs(loop_config["channel"], rank) if loop_config["forward_logs"] else None
     loggers = (logging.getLogger(), logging.getLogger("ray.train"))  # ray.train does not propagate
     if forward is not None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,7 @@ class Word2VecResult:
     epoch_losses: list[float]
     words_per_sec: float  # corpus words per second of epoch time, all workers
     epochs_run: int
+    workers: list[dict] = field(default_factory=list)  # where each rank ran (workers/raytrain/harness.py)
 
 
 def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: str,
@@ -96,7 +97,7 @@ def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: s
                             vocabulary["count"].to_numpy(), model, storage_options=config.store.storage_options,
                             checkpoint_uri=checkpoint_uri, fault_injection=fault_injection, initial=initial)
     trained = Trained(vectors=result.vectors, epoch_losses=result.epoch_losses,
-                      metrics={"words_per_sec": result.words_per_sec})
+                      metrics={"words_per_sec": result.words_per_sec}, workers=result.workers)
     if isinstance(model, FastTextConfig):
         buffer = io.BytesIO()
         np.savez(buffer, bucket_ids=result.bucket_ids, vectors=result.bucket_vectors)
@@ -128,9 +129,9 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     claim(checkpoint_uri, storage_options,
           {"units": units, "vocabulary": len(vocabulary), "counts": int(np.sum(counts)),
            **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
-    loop_config = {"storage_options": storage_options, "rank_to_units": rank_to_units, "counts": np.asarray(counts),
-                   "layout": layout, "config": config.model_dump(mode="json"), "fault_injection": fault_injection,
-                   "sync": sync, "initial": initial}
+    loop_config = {"uri": tokens_uri, "storage_options": storage_options, "rank_to_units": rank_to_units,
+                   "counts": np.asarray(counts), "layout": layout, "config": config.model_dump(mode="json"),
+                   "fault_injection": fault_injection, "sync": sync, "initial": initial}
     state, meta = fit(_Word2VecWorker, loop_config, run_name=config.model, label=config.model, unit="words",
                       num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
                       epochs=config.epochs, rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
@@ -139,7 +140,8 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     return Word2VecResult(vectors=word_vectors(layout, state), bucket_ids=layout.bucket_ids,
                           bucket_vectors=np.ascontiguousarray(state[layout.vocab_size:layout.n_input]),
                           epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
-                          words_per_sec=meta["words"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9))
+                          words_per_sec=meta["words"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9),
+                          workers=meta["workers"])
 
 
 def scan_tokens(uri: str, storage_options: dict) -> list[tuple[str, int, int]]:
@@ -178,7 +180,8 @@ class _Word2VecWorker:
         layout: Layout = loop["layout"]
         self.units = loop["rank_to_units"][rank]
         self.words = sum(u[2] for u in self.units)  # this worker's words per epoch
-        fs, _ = filesystem(self.units[0][0] if self.units else "/", loop["storage_options"])
+        # the units' paths are inside the tokens folder's filesystem (no s3:// of their own): open that one
+        fs, _ = filesystem(loop["uri"], loop["storage_options"])
         self.read = lambda path, group: read_unit(fs, path, group, layout.vocab_size)
         if folder is not None:
             state = load_state(folder)
