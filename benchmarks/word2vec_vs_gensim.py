@@ -1,9 +1,11 @@
 """word2vec and fastText: firth against gensim 4.4 in the same run, on the same tokenised sentences.
 
     # statistics (vocabulary + tokens table, min_count 5) of the benchmark corpus, then the comparison
-    .venv/bin/python benchmarks/word2vec_vs_gensim.py /work/bench-corpus [--models sg,cbow,fasttext]
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py /work/bench-corpus [--models sg,sghs,cbow,fasttext]
     # reuse statistics computed before (a folder with vocabulary.parquet and tokens/)
     .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats
+    # each side 3 times (seeds 1, 2, 3): mean and min-max per figure
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats --models sghs --seeds 3
     # export them (plus the evaluation files) for a machine without gensim, Ray or pydantic
     .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats --export bench-data
     # skip-gram with the batched torch kernel alone on one device (needs torch, numpy, pyarrow, numba, scipy)
@@ -13,6 +15,8 @@
 
 Settings (both sides): dim 100, window 5, negative 5, sample 1e-3, min_count 5 (the
 statistics'), 5 epochs, alpha 0.025 -> 0.0001, 2 workers; fastText n-grams 3..6 in 2 M buckets.
+Models: sg (skip-gram, negative sampling), sghs (skip-gram, hierarchical softmax, negative 0),
+cbow (negative sampling), fasttext (skip-gram, negative sampling).
 gensim's workers are threads on one shared model (Hogwild); firth's default here is the same
 shape, one Ray Train worker with 2 Hogwild threads (`threads_per_worker`); `--firth-workers 2
 --threads 1` runs two Ray Train workers that sum their deltas `--syncs` times per epoch instead.
@@ -20,17 +24,25 @@ gensim gets firth's tokens table as sentences (documents, split at gensim's 10,0
 so both train on the same words. words/s = corpus words x epochs / training seconds (firth:
 its epoch time, without Ray's start; gensim: `train()`); wall = everything, Ray start included.
 Peak memory: the summed RSS of this process and its children (Ray workers), sampled.
-Quality: pipelines/evaluate.py (WordSim-353 Spearman ρ, 3CosAdd analogies over 30 k words).
+Quality: pipelines/evaluate.py (WordSim-353 and SimLex-999 Spearman ρ, 3CosAdd analogies over 30 k words).
+
+--seeds N runs each side N times, seeds 1..N (run k of both sides uses seed k), and reports each
+figure's mean and min-max: a difference smaller than a side's own spread is noise. Results are
+merged into benchmarks/results/word2vec_vs_gensim.json per model (a run of some models keeps the
+others' earlier figures), each model with its own command, date, commit and load average.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,7 +55,16 @@ from benchmarks.results import save  # noqa: E402
 
 SETTINGS = dict(dim=100, window=5, negative=5, hs=False, sample=1e-3, epochs=5, alpha=0.025, min_alpha=0.0001)
 FASTTEXT = dict(min_n=3, max_n=6, buckets=2_000_000)
-EVAL_FILES = ("wordsim353.tsv", "questions-words.txt")
+EVAL_FILES = ("wordsim353.tsv", "simlex999.txt", "questions-words.txt")
+MODELS = {"sg": "skip-gram", "sghs": "skip-gram, hierarchical softmax", "cbow": "CBOW",
+          "fasttext": "fastText (skip-gram)"}
+METRICS = ["words_per_sec", "wall_s", "peak_gb", "loss", "wordsim353_spearman", "simlex999_spearman",
+           "analogy_accuracy"]
+
+
+def model_settings(model: str) -> dict:
+    """SETTINGS for one model: sghs trains hierarchical softmax alone (negative 0)."""
+    return SETTINGS | ({"negative": 0, "hs": True} if model == "sghs" else {})
 
 
 def read_statistics(folder: str) -> tuple[list[str], np.ndarray, list[str]]:
@@ -112,15 +133,15 @@ def sentences(tokens: list[str], files: list[str], limit: int = 10_000) -> list[
 
 
 def run_firth(model: str, tokens, counts, files, workers: int, threads: int, data: str | None, sync: str,
-              syncs: int) -> dict:
+              syncs: int, seed: int) -> dict:
     from benchmarks.glove_bench import PeakMemory
     from firth.pipelines.config import FastTextConfig, Word2VecConfig
     from firth.workers.word2vec.train import train_word2vec
 
     cls = FastTextConfig if model == "fasttext" else Word2VecConfig
-    config = cls(**SETTINGS, **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
+    config = cls(**model_settings(model), **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
                  threads_per_worker=threads, architecture="cbow" if model == "cbow" else "skipgram",
-                 syncs_per_epoch=syncs)
+                 syncs_per_epoch=syncs, seed=seed)
     with tempfile.TemporaryDirectory() as checkpoints, PeakMemory() as memory:
         start = time.perf_counter()
         result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints,
@@ -130,14 +151,16 @@ def run_firth(model: str, tokens, counts, files, workers: int, threads: int, dat
             "loss": result.epoch_losses[-1], **evaluation(tokens, result.vectors, data)}
 
 
-def run_gensim(model: str, corpus: list[list[str]], words: int, workers: int) -> dict:
+def run_gensim(model: str, corpus: list[list[str]], words: int, workers: int, seed: int) -> dict:
     from gensim.models import FastText, Word2Vec
 
     from benchmarks.glove_bench import PeakMemory
 
-    args = dict(vector_size=SETTINGS["dim"], window=SETTINGS["window"], negative=SETTINGS["negative"], hs=0,
-                sample=SETTINGS["sample"], alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"], min_count=1,
-                workers=workers, sg=int(model != "cbow"), epochs=SETTINGS["epochs"], seed=1)
+    settings = model_settings(model)
+    args = dict(vector_size=settings["dim"], window=settings["window"], negative=settings["negative"],
+                hs=int(settings["hs"]), sample=settings["sample"], alpha=settings["alpha"],
+                min_alpha=settings["min_alpha"], min_count=1, workers=workers, sg=int(model != "cbow"),
+                epochs=settings["epochs"], seed=seed)
     if model == "fasttext":
         args |= dict(min_n=FASTTEXT["min_n"], max_n=FASTTEXT["max_n"], bucket=FASTTEXT["buckets"])
     with PeakMemory() as memory:
@@ -183,16 +206,43 @@ def run_device(tokens, counts, files, device: str, data: str | None, batch: int,
             "loss": losses[-1], **evaluation(tokens, word_vectors(layout, state), data)}
 
 
-def show(model: str, firth: dict, gensim: dict | None) -> None:
-    keys = ["words_per_sec", "wall_s", "peak_gb", "loss", "wordsim353_spearman", "analogy_accuracy"]
-    print(f"\n{model}")
-    print(f"  {'':22}{'firth':>12}{'gensim':>12}{'firth/gensim':>14}")
-    for key in keys:
-        ours = firth.get(key, float("nan"))
-        theirs = gensim.get(key, float("nan")) if gensim else float("nan")
-        ratio = ours / theirs if gensim and theirs else float("nan")
-        print(f"  {key:22}{ours:12.4g}{theirs:12.4g}{ratio:14.3f}")
+def summary(runs: list[dict]) -> dict:
+    """Each figure's mean, min and max over the runs (None where a side does not report it)."""
+    out = {}
+    for key in METRICS:
+        values = [r[key] for r in runs if r.get(key) is not None and np.isfinite(r[key])]
+        out[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)} if values else None
+    return out
+
+
+def show(model: str, firth: dict, gensim: dict | None, n: int) -> None:
+    """The two sides' summaries: mean (min-max) per figure."""
+    def cell(figure):
+        if figure is None:
+            return f"{'-':>26}"
+        return f"{figure['mean']:10.4g} ({figure['min']:.4g}-{figure['max']:.4g})".rjust(26)
+
+    print(f"\n{model}, {n} run(s) each: mean (min-max)")
+    print(f"  {'':22}{'firth':>26}{'gensim':>26}")
+    for key in METRICS:
+        print(f"  {key:22}{cell(firth[key])}{cell(gensim[key] if gensim else None)}")
     sys.stdout.flush()
+
+
+def merge_save(figures: dict, model: str, entry: dict) -> None:
+    """Add one model's entry to the results file, keeping the other models' earlier entries."""
+    from benchmarks.results import RESULTS, machine
+
+    path = RESULTS / "word2vec_vs_gensim.json"
+    models = {}
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        models = earlier.get("models", {})
+        if earlier.get("words") not in (None, figures["words"]):  # another corpus: keep none of it
+            models = {}
+    models[model] = entry | {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                             "load_average": os.getloadavg(), "machine": machine()}
+    save("word2vec_vs_gensim", figures | {"models": models})
 
 
 def main() -> None:
@@ -212,6 +262,7 @@ def main() -> None:
     parser.add_argument("--skip-gensim", action="store_true")
     parser.add_argument("--sync", default="sum", choices=["sum", "mean"], help="firth's worker sync")
     parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per side, seeds 1..N: mean and min-max")
     args = parser.parse_args()
 
     stats = args.data or args.stats
@@ -232,18 +283,29 @@ def main() -> None:
     print(f"corpus: {words:,} words in {len(files)} tokens files, vocabulary {len(tokens):,}")
     if args.device:
         kernel = "numba kernel" if args.numba else "torch kernel"
-        show(f"skip-gram, {kernel} on {args.device}", run_device(tokens, counts, files, args.device, args.data,
-                                                                 args.batch, not args.numba), None)
+        result = run_device(tokens, counts, files, args.device, args.data, args.batch, not args.numba)
+        show(f"skip-gram, {kernel} on {args.device}", summary([result]), None, 1)
         return
     corpus = None if args.skip_gensim else sentences(tokens, files)
-    figures = {"words": words, "vocabulary": len(tokens), "settings": SETTINGS, "models": {}}
+    figures = {"words": words, "vocabulary": len(tokens), "settings": SETTINGS, "fasttext": FASTTEXT}
+    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    threads = args.threads or max(1, args.workers // args.firth_workers)
     for model in args.models.split(","):
-        threads = args.threads or max(1, args.workers // args.firth_workers)
-        firth = run_firth(model, tokens, counts, files, args.firth_workers, threads, args.data, args.sync, args.syncs)
-        gensim = None if args.skip_gensim else run_gensim(model, corpus, words, args.workers)
-        show({"sg": "skip-gram", "cbow": "CBOW", "fasttext": "fastText (skip-gram)"}[model], firth, gensim)
-        figures["models"][model] = {"firth": firth, "gensim": gensim}
-    save("word2vec_vs_gensim", figures)
+        if model not in MODELS:
+            parser.error(f"--models: unknown model {model!r}; choose from {', '.join(MODELS)}")
+        firth, gensim = [], []
+        for seed in range(1, args.seeds + 1):
+            firth.append(run_firth(model, tokens, counts, files, args.firth_workers, threads, args.data, args.sync,
+                                   args.syncs, seed) | {"seed": seed, "load_average": os.getloadavg()})
+            print(f"  {model} firth seed {seed}: {firth[-1]}", flush=True)
+            if not args.skip_gensim:
+                gensim.append(run_gensim(model, corpus, words, args.workers, seed)
+                              | {"seed": seed, "load_average": os.getloadavg()})
+                print(f"  {model} gensim seed {seed}: {gensim[-1]}", flush=True)
+        sides = {"firth": summary(firth), "gensim": summary(gensim) if gensim else None}
+        show(MODELS[model], sides["firth"], sides["gensim"], args.seeds)
+        merge_save(figures, model, {"command": command, "settings": model_settings(model), "seeds": args.seeds,
+                                    **sides, "runs": {"firth": firth, "gensim": gensim}})
     if temporary:
         shutil.rmtree(temporary)
 

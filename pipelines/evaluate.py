@@ -1,7 +1,10 @@
 """Intrinsic evaluation of word vectors, with the benchmark files shipped inside gensim's wheel.
 
-- WordSim-353: Spearman ρ between human scores and cosine similarities, over the pairs whose
-  two words are in the vocabulary (as gensim's `evaluate_word_pairs`); coverage = pairs used.
+- Word-pair similarity, WordSim-353 and SimLex-999: Spearman ρ between human scores and cosine
+  similarities, over the pairs whose two words are in the vocabulary (as gensim's
+  `evaluate_word_pairs`); coverage = pairs used. SimLex-999 scores similarity, not relatedness
+  (coast - shore high, cup - coffee low), so it ranks models differently from WordSim-353: the
+  second similarity set, which no firth default was tuned on (benchmarks/README.md).
 - Google analogies (a : b :: c : ?): 3CosAdd, argmax over the `analogy_vocab` most frequent
   words of cos(v, b̂ − â + ĉ), a, b and c excluded (as gensim's `evaluate_word_analogies`);
   a question is attempted when its four words are among those words; accuracy = correct /
@@ -31,23 +34,25 @@ def evaluate(tokens: list[str], vectors: np.ndarray, analogy_vocab: int = 30_000
     """tokens: (V,) in id order (most frequent first); vectors: (V, dim)."""
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     index = {t.lower(): i for i, t in reversed(list(enumerate(tokens)))}  # the most frequent casing wins
-    return {**wordsim353(index, unit), **analogies(index, unit, analogy_vocab)}
+    return {**word_pairs(index, unit, "wordsim353.tsv", "wordsim353"),
+            **word_pairs(index, unit, "simlex999.txt", "simlex999"), **analogies(index, unit, analogy_vocab)}
 
 
-def wordsim353(index: dict[str, int], unit: np.ndarray) -> dict[str, float]:
+def word_pairs(index: dict[str, int], unit: np.ndarray, file: str, name: str) -> dict[str, float]:
+    """{name}_spearman and {name}_coverage for a tab-separated (word, word, score) file ('#' comments)."""
     pairs = []
-    for line in _gensim_test_data("wordsim353.tsv").read_text().splitlines():
+    for line in _gensim_test_data(file).read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         a, b, score = line.split("\t")[:3]
         pairs.append((a.lower(), b.lower(), float(score)))
     known = [(index[a], index[b], s) for a, b, s in pairs if a in index and b in index]
     if len(known) < 2:
-        return {"wordsim353_spearman": float("nan"), "wordsim353_coverage": len(known) / len(pairs)}
+        return {f"{name}_spearman": float("nan"), f"{name}_coverage": len(known) / len(pairs)}
     a, b, human = map(np.array, zip(*known))
     cosine = np.einsum("nd,nd->n", unit[a], unit[b])
-    return {"wordsim353_spearman": float(spearmanr(human, cosine).statistic),
-            "wordsim353_coverage": len(known) / len(pairs)}
+    return {f"{name}_spearman": float(spearmanr(human, cosine).statistic),
+            f"{name}_coverage": len(known) / len(pairs)}
 
 
 def analogies(index: dict[str, int], unit: np.ndarray, analogy_vocab: int, batch: int = 1024) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Evaluation agrees with gensim's own evaluate_word_pairs / evaluate_word_analogies."""
+"""Evaluation agrees with gensim's own evaluate_word_pairs (WordSim-353, SimLex-999) and
+evaluate_word_analogies."""
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
@@ -7,13 +8,14 @@ from firth.pipelines.evaluate import _gensim_test_data, evaluate
 
 
 def benchmark_words() -> list[str]:
-    words = []
-    for line in _gensim_test_data("wordsim353.tsv").read_text().splitlines():
-        if not line.startswith("#"):
-            words += [w.lower() for w in line.split("\t")[:2]]
+    words = []  # the analogy words first: the analogy vocabulary is the first `limit` tokens
     for line in _gensim_test_data("questions-words.txt").read_text().splitlines():
         if not line.startswith(":"):
             words += [w.lower() for w in line.split()]
+    for name in ("wordsim353.tsv", "simlex999.txt"):
+        for line in _gensim_test_data(name).read_text().splitlines():
+            if not line.startswith("#"):
+                words += [w.lower() for w in line.split("\t")[:2]]
     return list(dict.fromkeys(words))
 
 
@@ -36,11 +38,15 @@ def test_metrics_equal_gensim_on_the_same_vectors():
     kv = KeyedVectors(32)
     kv.add_vectors(tokens, vectors)
     _, spearman, oov_percent = kv.evaluate_word_pairs(str(_gensim_test_data("wordsim353.tsv")))
+    _, simlex, simlex_oov = kv.evaluate_word_pairs(str(_gensim_test_data("simlex999.txt")))
     accuracy, sections = kv.evaluate_word_analogies(str(_gensim_test_data("questions-words.txt")),
                                                     restrict_vocab=limit)
     total = sections[-1]
     assert ours["wordsim353_spearman"] == pytest.approx(spearman.statistic, abs=1e-6)
     assert ours["wordsim353_coverage"] == pytest.approx(1 - oov_percent / 100, abs=1e-9)
+    assert ours["simlex999_spearman"] == pytest.approx(simlex.statistic, abs=1e-6)
+    assert ours["simlex999_coverage"] == pytest.approx(1 - simlex_oov / 100, abs=1e-9)
+    assert ours["simlex999_coverage"] < 1 and ours["wordsim353_coverage"] < 1  # some pairs dropped
     assert ours["analogy_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert len(total["correct"]) + len(total["incorrect"]) == pytest.approx(
         ours["analogy_coverage"] * 19544, abs=0.5)

@@ -80,8 +80,7 @@ def test_hierarchical_softmax_steps_match_a_hand_computation():
     state = init_state(layout, seed=0)
     w0, w1 = state[0].astype(np.float64), state[1].astype(np.float64)
     stats = _run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), counts, True, 0, True, 1, 0.1)
-    def sigma(f):  # the kernel's table: σ at the centre of f's cell of width 12 / 1000
-        return 1 / (1 + np.exp(-((np.floor((f + 6) * 1000 / 12) + 0.5) * 12 / 1000 - 6)))
+    sigma = _table_sigma
     # centre 1 -> target 0 (code 1, label 0): node is 0, so f = 0, g = (0 - σ(0)) 0.1
     node = -sigma(0.0) * 0.1 * w1
     # centre 0 -> target 1 (code 0, label 1): f = w0 . node, g = (1 - σ(f)) 0.1
@@ -92,6 +91,83 @@ def test_hierarchical_softmax_steps_match_a_hand_computation():
     np.testing.assert_allclose(state[2], node + g * w0, rtol=1e-5)
     assert stats.tolist()[1:] == [2.0, 2.0]  # examples, words kept
     assert stats[0] == pytest.approx(2 * np.log(2), rel=1e-2)  # two scores near 0: -log σ(±0)
+
+
+def _table_sigma(f):  # the kernel's table: σ at the centre of f's cell of width 12 / 1000
+    return 1 / (1 + np.exp(-((np.floor((f + 6) * 1000 / 12) + 0.5) * 12 / 1000 - 6)))
+
+
+def _skipgram_hs_reference(layout, state, ids, counts, window, alpha, seed, per_pair=True):
+    """gensim's skip-gram with hierarchical softmax written out in float64, one document, no
+    subsampling: for every (centre, context) pair the input (the mean of the centre's rows) is
+    recomputed and every one of its rows gets the pair's gradient (fasttext_inner.pyx,
+    fasttext_fast_sentence_sg_hs); scores outside (-6, 6) update nothing. per_pair=False: every
+    pair of a window scored against the window's first input, the summed gradient added once
+    (the kernel before issue 20). The window draws replay the kernel's LCG."""
+    state = state.astype(np.float64)
+    syn0, _, syn1 = layout.views(state)
+    codes, points, lengths = huffman(counts)
+    mask, r = (1 << 64) - 1, seed
+    for _ in ids:  # the subsampling draw, one per word, even with sample 0
+        r = (r * 25214903917 + 11) & mask
+    for pos, word in enumerate(ids):
+        r = (r * 25214903917 + 11) & mask
+        reduced = window - (((r >> 32) * window) >> 32)
+        lo, hi = max(0, pos - reduced), min(len(ids), pos + reduced + 1)
+        rows = layout.rows[layout.row_offsets[word]:layout.row_offsets[word + 1]]
+        h, total = syn0[rows].mean(axis=0), np.zeros(syn0.shape[1])
+        for c in range(lo, hi):
+            if c == pos:
+                continue
+            if per_pair:
+                h = syn0[rows].mean(axis=0)
+            work = np.zeros(syn0.shape[1])
+            target = ids[c]
+            for p in range(lengths[target]):
+                node, label = points[target, p], 1 - codes[target, p]
+                f = h @ syn1[node]
+                if abs(f) >= 6:
+                    continue
+                g = (label - _table_sigma(f)) * alpha
+                work += g * syn1[node]
+                syn1[node] += g * h
+            if per_pair:
+                np.add.at(syn0, rows, work)
+            total += work
+        if not per_pair:
+            np.add.at(syn0, rows, total)
+    return state
+
+
+@pytest.mark.parametrize("subwords", [None, (2, 3, 7)])
+def test_skipgram_trains_pair_by_pair_as_gensim(subwords):
+    # word2vec (one row per word) and fastText (word + n-gram rows; 7 buckets, so words share
+    # rows): the kernel keeps the input's mean up to date in place of recomputing it per pair
+    # and writes the rows once per window; the result is gensim's per-pair update.
+    tokens = ["ab", "ba", "abc", "cab", "bca", "c"]
+    counts = np.array([9, 7, 5, 4, 2, 1])
+    ids = np.array([0, 2, 1, 0, 3, 4, 0, 5, 1, 2, 0, 1], np.int32)
+    layout = make_layout(tokens, 4, negative=False, hs=True, subwords=subwords)
+    start = np.random.default_rng(3).normal(scale=0.5, size=(layout.n_rows, 4)).astype(np.float32)
+    state = start.copy()
+    stats = _run_numba(layout, state, ids, np.array([0, len(ids)]), counts, True, 0, True, 3, 0.2, seed=11)
+    expected = _skipgram_hs_reference(layout, start, ids, counts, 3, 0.2, 11)
+    np.testing.assert_allclose(state, expected, atol=2e-5)
+    stale = _skipgram_hs_reference(layout, start, ids, counts, 3, 0.2, 11, per_pair=False)
+    assert np.abs(stale - expected).max() > 1e-2  # the case tells per-pair from per-window updates
+    assert stats[1] > len(ids)  # windows of more than one pair were trained
+
+
+def test_saturated_scores_update_nothing():
+    # V = 2, the document "1 0", window 1, hierarchical softmax: centre 1 -> target 0 (label 0) scores
+    # +8 and centre 0 -> target 1 (label 1) scores -8, both outside (-6, 6): gensim skips such
+    # a score (word2vec.c too for hierarchical softmax); its loss is still counted (≈ |f|).
+    layout = make_layout(["a", "b"], 2, negative=False, hs=True)
+    state = np.array([[-4.0, 0.0], [4.0, 0.0], [2.0, 0.0]], np.float32)  # w0, w1, the one inner node
+    stats = _run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), np.array([2, 1]), True, 0,
+                       True, 1, 0.1)
+    np.testing.assert_array_equal(state, [[-4.0, 0.0], [4.0, 0.0], [2.0, 0.0]])
+    assert stats.tolist() == [16.0, 2.0, 2.0]
 
 
 def _corpus(vocab: int, docs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

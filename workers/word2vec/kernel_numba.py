@@ -9,16 +9,28 @@ b in [0, window) to window - b (word2vec.c's dynamic window). The learning rate 
 from `alpha_start` to `alpha_end` over the block's words (the caller passes the block's share of
 the run-wide linear decay).
 
-- skip-gram: the centre word is the input (its mean row vector h computed once), each word of
-  its reduced window a target; h's gradient is summed over the window and added to the centre's
-  rows at the end of the window (fastText's orientation; word2vec.c instead updates the
-  context word's vector after each pair; for one-row words the two differ only in when the input
-  row is written within a window).
+- skip-gram: the centre word is the input (fastText's orientation; gensim's word2vec predicts the
+  centre from each context word, the same pairs reversed), each word of its reduced window a
+  target, trained **one pair at a time as gensim and fastText do**: a pair's gradient moves the
+  input before the next pair is scored. Every input row receives the full gradient, so the
+  input's mean h moves by exactly that gradient (times Σ multiplicity² / n when a row is listed
+  twice, `_mean_input`): h is kept up to date in a local copy and the rows are written once, with
+  the window's summed gradient, at the end of the window. That is gensim's per-pair update step
+  for step, at the cost of one mean per window instead of one per pair (gensim recomputes the
+  mean of fastText's ~20 rows and writes them all for every pair). Until issue 20 the kernel
+  scored every pair of a window against the window's first h (the summed gradient applied once):
+  the input took a step up to 2·window pairs long from a stale point; benchmarks/README.md has
+  the measured effect.
 - CBOW: the input is the mean of all rows of all words in the reduced window, the target the
   centre; every input row gets the full gradient (gensim's cbow_mean=1, fastText's cbow).
 - negative sampling: the target with label 1, `negative` draws from the alias table with label 0
-  (a draw equal to the target is skipped); all output rows of a window are scored before any is
-  updated (`_train_targets`); hierarchical softmax: the target's Huffman path.
+  (a draw equal to the target is skipped, `_add_target`). Skip-gram draws the rows of every
+  target of a window first and scores them all against h in one pass, then trains pair by pair,
+  scoring the later pairs' rows again against the moved input: the rows are random rows of a
+  table larger than the caches, and the first pass lets their loads overlap instead of each
+  waiting for the previous row's update (the later scores then read cached rows).
+  Hierarchical softmax: the target's Huffman path (`_hs_path`). A score outside (-MAX_EXP,
+  MAX_EXP) updates nothing (gensim's rule).
 
 Random numbers: word2vec.c's 64-bit LCG (workers/word2vec/draws.py, with the subsampling and window
 draws the torch kernel shares), state passed in and out, so a fixed seed and block order give
@@ -40,17 +52,15 @@ _TABLE_SCALE = EXP_TABLE_SIZE / (2 * MAX_EXP)
 @njit(cache=True, inline="always")
 def _apply_output(h, grad, out_row, syn1, label, f, alpha, sig, logsig, dim):  # pragma: no cover (compiled)
     """One (input, output row) step given its score f = h . syn1[out_row]: grad += g * syn1[out_row];
-    syn1[out_row] += g * h; returns the loss."""
+    syn1[out_row] += g * h; returns the loss. A score outside (-MAX_EXP, MAX_EXP) updates nothing
+    (gensim's rule for both outputs, word2vec.c's for hierarchical softmax), only its loss counts."""
     if f >= MAX_EXP:
-        g = (label - np.float32(1.0)) * alpha
-        loss = f if label == 0 else np.float32(0.0)  # -log σ(-f) ≈ f when f is large
-    elif f <= -MAX_EXP:
-        g = label * alpha
-        loss = -f if label == 1 else np.float32(0.0)  # -log σ(f) ≈ -f
-    else:
-        k = int((f + MAX_EXP) * _TABLE_SCALE)
-        g = (label - sig[k]) * alpha
-        loss = -logsig[k] if label == 1 else f - logsig[k]  # log σ(-f) = log σ(f) - f
+        return f if label == 0 else np.float32(0.0)  # -log σ(-f) ≈ f when f is large
+    if f <= -MAX_EXP:
+        return -f if label == 1 else np.float32(0.0)  # -log σ(f) ≈ -f
+    k = int((f + MAX_EXP) * _TABLE_SCALE)
+    g = (label - sig[k]) * alpha
+    loss = -logsig[k] if label == 1 else f - logsig[k]  # log σ(-f) = log σ(f) - f
     for d in range(dim):  # one pass: read the output row once
         out = syn1[out_row, d]
         grad[d] += g * out
@@ -67,47 +77,34 @@ def _dot(h, syn1, row, dim):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, inline="always")
-def _train_targets(h, grad, targets, n_targets, syn1neg, syn1, negative, hs, codes, points, lengths, alias_prob,
-                   alias_idx, alpha, sig, logsig, dim, r, outs, labels, scores):  # pragma: no cover (compiled)
-    """Negative sampling and/or hierarchical softmax for one input h and targets[:n_targets]; returns (loss, r).
-
-    Negative sampling draws every output row of the targets first (each target, then its
-    `negative` noise words), scores them all against h, then applies the updates: the rows are
-    random rows of a table larger than the caches, and scoring them in one pass lets their loads
-    overlap instead of each waiting for the previous row's update (1.4-1.6x faster skip-gram here,
-    benchmarks/README.md). A row drawn twice in one window is scored before its first update, as
-    two Hogwild threads would; h does not change within the call either way.
-    """
+def _hs_path(h, grad, target, syn1, codes, points, lengths, alpha, sig, logsig, dim):  # pragma: no cover (compiled)
+    """Hierarchical softmax for one input h and one target: its Huffman path; returns the loss."""
     loss = np.float32(0.0)
-    if hs:
-        for t in range(n_targets):
-            target = targets[t]
-            for p in range(lengths[target]):
-                # code bit 1 is the label 0 branch, as in word2vec.c: g = (1 - code - σ) alpha
-                row, label = points[target, p], np.float32(1 - codes[target, p])
-                loss += _apply_output(h, grad, row, syn1, label, _dot(h, syn1, row, dim), alpha, sig, logsig, dim)
-    if negative > 0:
-        vocab = alias_prob.shape[0]
-        m = 0
-        for t in range(n_targets):
-            target = targets[t]
-            outs[m], labels[m] = target, 1.0
-            m += 1
-            for _ in range(negative):
-                # one draw: the top 32 bits pick a column (multiply-shift, no division), bits 8..31 the coin
-                r = next_random(r)
-                k = np.int64(((r >> np.uint64(32)) * np.uint64(vocab)) >> np.uint64(32))
-                u = np.float32((r >> np.uint64(8)) & np.uint64(0xFFFFFF)) / np.float32(16777216.0)
-                noise = k if u < alias_prob[k] else np.int64(alias_idx[k])
-                if noise == target:
-                    continue
-                outs[m], labels[m] = noise, 0.0
-                m += 1
-        for j in range(m):
-            scores[j] = _dot(h, syn1neg, outs[j], dim)
-        for j in range(m):
-            loss += _apply_output(h, grad, outs[j], syn1neg, labels[j], scores[j], alpha, sig, logsig, dim)
-    return loss, r
+    for p in range(lengths[target]):
+        # code bit 1 is the label 0 branch, as in word2vec.c: g = (1 - code - σ) alpha
+        row, label = points[target, p], np.float32(1 - codes[target, p])
+        loss += _apply_output(h, grad, row, syn1, label, _dot(h, syn1, row, dim), alpha, sig, logsig, dim)
+    return loss
+
+
+@njit(cache=True, inline="always")
+def _add_target(target, negative, alias_prob, alias_idx, r, outs, labels, m):  # pragma: no cover (compiled)
+    """outs[m:] = the target (label 1), then its `negative` noise draws (label 0; a draw equal to
+    the target is skipped); returns (m after them, r)."""
+    vocab = alias_prob.shape[0]
+    outs[m], labels[m] = target, 1.0
+    m += 1
+    for _ in range(negative):
+        # one draw: the top 32 bits pick a column (multiply-shift, no division), bits 8..31 the coin
+        r = next_random(r)
+        k = np.int64(((r >> np.uint64(32)) * np.uint64(vocab)) >> np.uint64(32))
+        u = np.float32((r >> np.uint64(8)) & np.uint64(0xFFFFFF)) / np.float32(16777216.0)
+        noise = k if u < alias_prob[k] else np.int64(alias_idx[k])
+        if noise == target:
+            continue
+        outs[m], labels[m] = noise, 0.0
+        m += 1
+    return m, r
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -130,10 +127,11 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
     kept = np.empty(longest, dtype=np.int32)  # one document's words after subsampling
     h = np.empty(dim, dtype=np.float32)  # (D,) the input's mean row
     grad = np.empty(dim, dtype=np.float32)  # (D,) the input's accumulated gradient
-    targets = np.empty(2 * window, dtype=np.int32)  # one window's targets (skip-gram) or the centre (CBOW)
-    outs = np.empty(2 * window * (negative + 1), dtype=np.int64)  # their output rows (negative sampling)
+    work = np.empty(dim, dtype=np.float32)  # (D,) one (centre, target) pair's gradient
+    outs = np.empty(2 * window * (negative + 1), dtype=np.int64)  # one window's targets and noise words
     labels = np.empty(2 * window * (negative + 1), dtype=np.float32)
     scores = np.empty(2 * window * (negative + 1), dtype=np.float32)
+    starts = np.empty(2 * window + 1, dtype=np.int64)  # target t's output rows: outs[starts[t]:starts[t+1]]
     r = rng_state[0]
     total_words = max(1, ids.shape[0])
     loss, examples, kept_words = 0.0, 0, 0
@@ -148,17 +146,32 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
                 continue
             if sg:
                 word = kept[pos]
-                _mean_input(syn0, row_offsets, rows, word, h, dim)
+                h_step = _mean_input(syn0, row_offsets, rows, word, h, dim)
                 grad[:] = 0.0
-                n_targets = 0
+                n_targets, m = 0, 0
                 for c in range(lo, hi):
                     if c != pos:
-                        targets[n_targets] = kept[c]
+                        starts[n_targets] = m
+                        m, r = _add_target(kept[c], negative, alias_prob, alias_idx, r, outs, labels, m)
                         n_targets += 1
-                step_loss, r = _train_targets(h, grad, targets, n_targets, syn1neg, syn1, negative, hs, codes,
-                                              points, lengths, alias_prob, alias_idx, alpha, sig, logsig, dim, r,
-                                              outs, labels, scores)
-                loss += step_loss
+                starts[n_targets] = m
+                if negative > 0:  # every row of the window scored first: their loads overlap (module docstring)
+                    for j in range(m):
+                        scores[j] = _dot(h, syn1neg, outs[j], dim)
+                for t in range(n_targets):  # one pair at a time, the input moved by each (module docstring)
+                    work[:] = 0.0
+                    if hs:
+                        loss += _hs_path(h, work, outs[starts[t]], syn1, codes, points, lengths, alpha, sig, logsig,
+                                         dim)
+                    if negative > 0:
+                        for j in range(starts[t], starts[t + 1]):
+                            # the first pair's scores are current; later pairs score the moved input
+                            # again, on rows that the first pass brought into the cache
+                            f = scores[j] if t == 0 else _dot(h, syn1neg, outs[j], dim)
+                            loss += _apply_output(h, work, outs[j], syn1neg, labels[j], f, alpha, sig, logsig, dim)
+                    for d in range(dim):
+                        grad[d] += work[d]
+                        h[d] += h_step * work[d]
                 examples += n_targets
                 _add_to_rows(syn0, row_offsets, rows, word, grad, dim)
             else:
@@ -177,11 +190,15 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
                 for d in range(dim):
                     h[d] *= scale
                 grad[:] = 0.0
-                targets[0] = kept[pos]
-                step_loss, r = _train_targets(h, grad, targets, 1, syn1neg, syn1, negative, hs, codes, points,
-                                              lengths, alias_prob, alias_idx, alpha, sig, logsig, dim, r, outs,
-                                              labels, scores)
-                loss += step_loss
+                if hs:
+                    loss += _hs_path(h, grad, kept[pos], syn1, codes, points, lengths, alpha, sig, logsig, dim)
+                if negative > 0:
+                    m, r = _add_target(kept[pos], negative, alias_prob, alias_idx, r, outs, labels, 0)
+                    for j in range(m):
+                        scores[j] = _dot(h, syn1neg, outs[j], dim)
+                    for j in range(m):
+                        loss += _apply_output(h, grad, outs[j], syn1neg, labels[j], scores[j], alpha, sig, logsig,
+                                              dim)
                 examples += 1
                 for c in range(lo, hi):
                     if c != pos:
@@ -194,18 +211,26 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
 
 @njit(cache=True, inline="always")
 def _mean_input(syn0, row_offsets, rows, word, h, dim):  # pragma: no cover (compiled)
+    """h = the mean of the word's rows; returns how far h moves when every listed row gets +g: g
+    times (Σ over listed rows of how often that row is listed) / n, which is 1 unless a row is
+    listed twice (an n-gram twice in a word, "ana" in "banana", or two n-grams in one bucket)."""
     first, last = row_offsets[word], row_offsets[word + 1]
     row = rows[first]
     for d in range(dim):
         h[d] = syn0[row, d]
-    if last - first > 1:
-        for j in range(first + 1, last):
-            row = rows[j]
-            for d in range(dim):
-                h[d] += syn0[row, d]
-        scale = np.float32(1.0) / np.float32(last - first)
+    if last - first == 1:
+        return np.float32(1.0)
+    repeats = 0
+    for j in range(first + 1, last):
+        row = rows[j]
         for d in range(dim):
-            h[d] *= scale
+            h[d] += syn0[row, d]
+        for k in range(first, j):
+            repeats += rows[k] == row
+    scale = np.float32(1.0) / np.float32(last - first)
+    for d in range(dim):
+        h[d] *= scale
+    return np.float32(1.0) + np.float32(2 * repeats) * scale  # Σ multiplicity² / n = 1 + 2 (pairs listed twice) / n
 
 
 @njit(cache=True, inline="always")

@@ -21,7 +21,18 @@ syn1neg (output vectors for negative sampling), then syn1 (Huffman inner nodes).
 A word's input is the **mean** of its rows `rows[row_offsets[w]:row_offsets[w+1]]`: the word
 itself for word2vec; the word and its n-gram buckets for fastText (schemas/subwords.py). Every
 row of an input receives the full gradient (fastText's and gensim's cbow_mean behaviour).
-Initialisation: input rows uniform in (-0.5, 0.5) / D, output rows 0 (word2vec.c).
+Initialisation: input rows uniform in (-1, 1) / D (gensim's and fastText's; word2vec.c's is half
+as wide), output rows 0.
+
+Where firth differs from gensim 4.4 on purpose (the full comparison: benchmarks/README.md, issue 20):
+- fastText's training input is the mean over the word and its n n-grams, (word + Σ n-grams) / (n + 1),
+  as Facebook's fastText computes it; gensim's training divides the same sum by n (its
+  `subwords_len` counts the n-grams only) and its published vectors by n + 1. gensim's input is
+  therefore (n + 1) / n times firth's (≈ 1.05 for 20 n-grams). Effect not measured separately yet.
+- skip-gram predicts the context from the centre (fastText's orientation; gensim's word2vec
+  predicts the centre from each context word): the same pairs, and one input mean per window.
+- the noise distribution count^0.75 is drawn from an alias table (gensim: a cumulative table and
+  bisection): the same distribution in O(1).
 """
 from __future__ import annotations
 
@@ -201,11 +212,11 @@ def make_layout(tokens: list[str], dim: int, negative: bool, hs: bool,
 
 
 def init_state(layout: Layout, seed: int) -> np.ndarray:
-    """Fresh (n_rows, D) float32 state: inputs uniform in (-0.5, 0.5) / D, outputs 0."""
+    """Fresh (n_rows, D) float32 state: inputs uniform in (-1, 1) / D, outputs 0."""
     rng = np.random.default_rng(seed)
     state = np.zeros((layout.n_rows, layout.dim), dtype=np.float32)
-    state[:layout.n_input] = (rng.random((layout.n_input, layout.dim), dtype=np.float32) - np.float32(0.5)) \
-        / np.float32(layout.dim)
+    state[:layout.n_input] = (rng.random((layout.n_input, layout.dim), dtype=np.float32) * np.float32(2)
+                              - np.float32(1)) / np.float32(layout.dim)
     return state
 
 
