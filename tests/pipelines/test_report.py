@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from sklearn.decomposition import PCA
 
+from firth.pipelines.cli.failures import EXIT_GATE_REFUSED
 from firth.pipelines.cli.main import main
 from firth.pipelines.ops.report import build_report, default_probes, pca_2d
 from firth.pipelines.ops.report_charts import format_tick, label_box, nice_ticks, place_labels
@@ -266,7 +267,7 @@ def test_a_real_nightly_run_reports_its_config_corpus_refused_promotion_and_regr
         "table": "nightly", "statistics": {"n_workers": 1, "min_count": 1, "window": 3, "n_buckets": 2},
         "model": {"model": "ppmi_svd", "dim": 8},
         "promotion": {"rules": [{"metric": "wordsim353_spearman"}]}}, shards=2, name="nightly.yaml")
-    assert main(["run", str(config), "--incremental"]) == 0
+    assert main(["run", str(config), "--incremental"]) == EXIT_GATE_REFUSED  # published, not promoted
     out = capsys.readouterr().out
     info = store.info("nightly", 1)
     tokens, coverage = info.metadata["corpus"]["tokens"], info.metadata["metrics"]["wordsim353_coverage"]
