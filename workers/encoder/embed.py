@@ -72,7 +72,8 @@ def embed_corpus(model_folder: str | Path, shards: list[Shard], config: JobConfi
     counts = {"documents": 0, "rows": 0, "dim": 0}
     out_fs, out_path = filesystem(output_uri, options)
     writer = out_file = None
-    bar = tqdm(desc="embedding documents", unit="docs", disable=not progress, leave=False)
+    # no disable= when progress is on: the CLI's TQDM_DISABLE (a pipe, a log file, --quiet) must still apply
+    bar = tqdm(desc="embedding documents", unit="docs", leave=False) if progress else tqdm(disable=True)
 
     def take_oldest() -> None:
         nonlocal writer, out_file
