@@ -57,12 +57,14 @@ def test_the_run_summary_says_what_each_metric_is_and_its_coverage():
     from firth.pipelines.evaluate import describe_metrics
 
     lines = describe_metrics({"final_loss": 0.0123, "wordsim353_spearman": 0.018, "wordsim353_coverage": 0.17,
+                              "simlex999_spearman": -0.005, "simlex999_coverage": 0.251,
                               "analogy_accuracy": 0.012, "analogy_coverage": 0.08, "words_per_sec": 1234.5},
                              "glove", corpus_tokens=1_500_000)
     assert [" ".join(line.split()) for line in lines] == [
         "training loss, last epoch 0.0123",
         "WordSim-353 Spearman ρ 0.0180 over 17 % of its 353 word pairs (1.5 M tokens here; glove reaches 0.4180 "
         "on the 12.9 M-token benchmark corpus, benchmarks/README.md)",
+        "SimLex-999 Spearman ρ -0.0050 over 25 % of its 999 word pairs",  # no reference measured for it yet
         "Google analogy accuracy (3CosAdd) 1.2 % over 8 % of its 19,544 questions (1.5 M tokens here; glove "
         "reaches 12.9 % on the 12.9 M-token benchmark corpus, benchmarks/README.md)",
         "training speed, words/s 1,234"]  # coverage on its metric's line, not a line of its own
