@@ -28,7 +28,6 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import fsspec
 import pyarrow.parquet as pq
 
 from firth.pipelines.config import CorpusConfig
@@ -79,7 +78,9 @@ def list_shards(config: CorpusConfig) -> list[Shard]:
     """Expand the configured URIs and globs into shards, sorted by URI, with fingerprints."""
     shards: dict[str, Shard] = {}
     for pattern in config.shards:
-        fs, _, paths = fsspec.get_fs_token_paths(pattern, storage_options=config.storage_options)
+        # through the one IO layer: it takes fsspec-style and object_store-style (AWS_*) options alike
+        fs, path = filesystem(pattern, config.storage_options)
+        paths = fs.glob(path) if any(c in path for c in "*?[") else [path]
         if not paths:
             raise CorpusError(f"corpus.shards: {pattern!r} matches no file; check the path or glob")
         for path in sorted(paths):

@@ -106,12 +106,14 @@ def test_parquet_without_text_column(tmp_path):
 
 
 @pytest.mark.slow
-def test_s3_shards_with_etag_fingerprints(s3_bucket):
-    bucket, fs_options, _ = s3_bucket
+@pytest.mark.parametrize("style", ["fsspec", "object_store"])
+def test_s3_shards_with_etag_fingerprints(s3_bucket, style):
+    bucket, fs_options, delta_options = s3_bucket
     fs = s3fs.S3FileSystem(**fs_options)
     fs.pipe(f"{bucket}/corpus/part-0.jsonl.gz", gzip.compress(b'{"id": "d0", "text": "on s3"}\n'))
     fs.pipe(f"{bucket}/corpus/part-1.txt", b"plain line\n")
-    config = CorpusConfig(shards=[f"s3://{bucket}/corpus/*"], storage_options=fs_options)
+    options = fs_options if style == "fsspec" else delta_options  # AWS_* keys, as the store takes them
+    config = CorpusConfig(shards=[f"s3://{bucket}/corpus/*"], storage_options=options)
     shards = list_shards(config)
     assert [s.uri for s in shards] == [f"s3://{bucket}/corpus/part-0.jsonl.gz", f"s3://{bucket}/corpus/part-1.txt"]
     assert all(s.fingerprint.startswith("etag:") for s in shards)
