@@ -21,7 +21,7 @@ test: $(VENV)/.installed-test-$(HASH)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
-# Tests that start no Ray, Dask, Beam, server or subprocess job: for iterating (under 3 minutes here).
+# Tests that start no Ray, Dask, Beam, server or subprocess job: for iterating (about 4 minutes here).
 test-fast: $(VENV)/.installed-test-$(HASH)
 	$(VENV)/bin/pytest -m "not slow"
 
