@@ -18,6 +18,18 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
                "AWS_DEFAULT_REGION": S3_REGION}
 
 
+def wait_for_port(port: int, what: str, timeout_s: float = 60) -> None:
+    """Return once something accepts connections on 127.0.0.1:`port`; RuntimeError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -31,15 +43,11 @@ class MotoServer:
         self.process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.process.kill()
-        raise RuntimeError("moto_server did not start")
+        try:
+            wait_for_port(port, "moto_server", timeout_s=30)
+        except RuntimeError:
+            self.process.kill()
+            raise
 
     @property
     def delta_options(self) -> dict[str, str]:

@@ -35,7 +35,8 @@ from firth.pipelines.ops.run_records import RunLog
 from firth.schemas.store import TableStore
 from tests.conftest import free_port
 from tests.helpers import ROOT, SAMPLE_SHARDS
-from tests.helpers.cluster import BIN, Layout, Node, files_under, wait_for_port, written_between
+from tests.helpers.cluster import BIN, Layout, Node, files_under, written_between
+from tests.helpers.s3 import wait_for_port
 from tests.helpers.s3 import CREDENTIALS, S3_REGION, MotoServer
 from tests.pipelines.test_submit import RAY_PORTS
 
