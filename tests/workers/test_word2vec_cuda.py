@@ -188,3 +188,38 @@ def test_a_few_epochs_lower_the_loss_as_the_cpu_kernel(sg, negative, hs, epochs,
     untrained, cpu_loss, gpu_loss = loss(init_state(layout, 0)), loss(cpu), loss(gpu)
     assert gpu_loss < (1 - drop) * untrained and cpu_loss < (1 - drop) * untrained
     assert gpu_loss == pytest.approx(cpu_loss, rel=gap)  # the same model, learnt as fast
+
+
+# The simulator runs the kernel as Python: it does not type it for the device. This compiles it as
+# the GPU would (NVVM to PTX, then ptxas), without a GPU, wherever a CUDA toolkit is installed.
+_COMPILE = """
+import subprocess, sys
+from types import SimpleNamespace
+import numba.cuda.dispatcher as dispatcher
+from numba import cuda
+# device functions are compiled for the current device's compute capability: there is none here
+dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
+from firth.workers.word2vec import kernel_cuda
+signature = ("void(float32[::1], int64, int64, int64, int32[::1], int64[::1], uint64[::1], int64[::1], int32[::1], "
+             "float32[::1], float32[::1], int32[::1], uint8[:, ::1], int32[:, ::1], int32[::1], boolean, int64, "
+             "boolean, int64, boolean, float64, float64, float32[::1], float32[::1], float64[::1])")
+ptx, _ = cuda.compile_ptx(kernel_cuda._train_chunks.py_func, signature, cc=(9, 0))
+open(sys.argv[1], "w").write(ptx)
+"""
+
+
+@pytest.mark.slow  # a subprocess without the simulator
+def test_the_kernel_compiles_for_an_h100_without_spilling(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    toolkit = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+    if not list(Path(toolkit).glob("**/libnvvm.so*")) or not shutil.which("ptxas", path=f"{toolkit}/bin"):
+        pytest.skip(f"no CUDA toolkit (libnvvm, ptxas) under {toolkit}: set CUDA_HOME")
+    env = os.environ | {"NUMBA_ENABLE_CUDASIM": "0", "CUDA_HOME": toolkit}
+    subprocess.run([sys.executable, "-c", _COMPILE, str(tmp_path / "k.ptx")], env=env, check=True, timeout=300)
+    report = subprocess.run([f"{toolkit}/bin/ptxas", "-arch=sm_90", "-v", str(tmp_path / "k.ptx"), "-o",
+                             str(tmp_path / "k.cubin")], capture_output=True, text=True, check=True).stderr
+    assert "0 bytes spill stores, 0 bytes spill loads" in report, report
