@@ -190,6 +190,36 @@ def test_a_few_epochs_lower_the_loss_as_the_cpu_kernel(sg, negative, hs, epochs,
     assert gpu_loss == pytest.approx(cpu_loss, rel=gap)  # the same model, learnt as fast
 
 
+
+def test_the_worker_loop_trains_epochs_with_the_cuda_kernel_replayably():
+    # WorkerLoop as on a GPU (tables on the "device", one launch per block, the chunks' LCG states
+    # from (seed, epoch, rank)), here on the simulator: the same seed gives the same state (the
+    # simulator runs the blocks one after another; a GPU runs them at once, Hogwild)
+    import torch
+
+    from firth.pipelines.config import Word2VecConfig
+    from firth.workers.word2vec.loop import WorkerLoop
+
+    ids, offsets, counts = corpus(30, 16, seed=4)
+    config = Word2VecConfig(dim=8, window=2, negative=2, sample=1e-2, alpha=0.1, min_alpha=0.01, epochs=2,
+                            block_words=120, seed=3)
+    layout = make_layout([str(w) for w in range(30)], 8, negative=True, hs=False)
+    runs = []
+    for _ in range(2):
+        worker = WorkerLoop(config, layout, counts, torch.device("cpu"), rank=1, cuda_kernel=True)
+        losses = [worker.epoch(epoch, [("unit", 0, len(ids))], lambda path, group: (ids, offsets))[0]
+                  for epoch in range(config.epochs)]
+        runs.append((worker.state.copy(), losses))
+    (state, losses), (again, losses_again) = runs
+    np.testing.assert_array_equal(state, again)
+    assert [s.tolist() for s in losses] == [s.tolist() for s in losses_again]
+    first, second = losses
+    keep = keep_probabilities(counts, config.sample)[ids]  # every block trained, its words subsampled
+    for kept in (first[2], second[2]):
+        assert abs(kept - keep.sum()) < 4 * np.sqrt((keep * (1 - keep)).sum())
+    assert second[0] / second[1] < first[0] / first[1]  # the loss per example fell
+
+
 # The simulator runs the kernel as Python: it does not type it for the device. This compiles it as
 # the GPU would (NVVM to PTX, then ptxas), without a GPU, wherever a CUDA toolkit is installed.
 _COMPILE = """

@@ -3,8 +3,8 @@ the published fast GPU trainers are.
 
 Layout. Documents are cut into chunks of at most CHUNK words (`chunk_offsets`); one launch per block
 of documents runs one **thread block per chunk** (thousands in flight), each chunk trained as the
-CPU kernel trains a document. A thread block is one warp per 32 x PER_THREAD dimensions (dim 100:
-32 threads, 300: 96) laid **across the dimension**: thread t holds elements t, t + threads, ... of every
+CPU kernel trains a document. A thread block has dim / PER_THREAD threads (dim 100: 25, one warp;
+300: 75, three) laid **across the dimension**: thread t holds elements t, t + threads, ... of every
 row, so the loads of a row are coalesced and its dot products are a reduction over the block.
 - Registers: the input h (the centre's mean row for skip-gram, the window's mean for CBOW), its
   accumulated gradient and one pair's gradient, PER_THREAD values per thread (constant trip
@@ -57,7 +57,6 @@ from firth.workers.word2vec import draws, model
 
 CHUNK = 256  # words per thread block, before subsampling ("a few hundred": many chunks in flight)
 PER_THREAD = 4  # row elements each thread holds (in registers): one warp per 128 dims
-WARP = 32
 GROUP = 32  # output scores reduced together (a pair's target and noise words; a Huffman path in pieces)
 SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block gets without opting in
 
@@ -343,7 +342,9 @@ def train_block(state, syn1neg_at: int, syn1_at: int, tables: DeviceTables, ids:
     (1,) uint64 advances (`chunk_states`). threads: per block (default: one warp per 128 dims; the
     tests use fewer); cache=False keeps the output rows in global memory (tests)."""
     dim = state.shape[1]
-    threads = threads or WARP * -(-dim // (WARP * PER_THREAD))
+    # PER_THREAD elements per thread: a warp's lanes run in lockstep, so dim 100 on 25 threads costs
+    # the same instructions as on 32, and the reductions sum fewer parts
+    threads = threads or -(-dim // PER_THREAD)
     if dim > threads * PER_THREAD or threads > 1024:
         raise ValueError(f"word2vec on CUDA: dim {dim} needs more than {threads} threads x {PER_THREAD} elements "
                          "per thread block; lower model.dim")

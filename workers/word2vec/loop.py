@@ -28,7 +28,9 @@ class WorkerLoop:
     (numpy on CPU, shared with `state_t`; on CUDA only `state_t` is current)."""
 
     def __init__(self, config, layout: Layout, counts: np.ndarray, device: torch.device, rank: int,
-                 state: np.ndarray | None = None):
+                 state: np.ndarray | None = None, cuda_kernel: bool = False):
+        """cuda_kernel: the numba-cuda kernel on a CPU device too (tests, through numba's CUDA
+        simulator); a CUDA device always uses it."""
         self.config, self.layout, self.device, self.rank = config, layout, device, rank
         self.keep = keep_probabilities(counts, config.sample)
         self.alias_prob, self.alias_idx = alias_table(counts)
@@ -39,7 +41,7 @@ class WorkerLoop:
         self.state_t = torch.from_numpy(self.state).to(device)  # on CPU: the same memory as `state`
         self.sg = config.architecture == "skipgram"
         self.cuda_tables = None
-        if device.type == "cuda":  # imported here: numba.cuda only where there is a GPU
+        if device.type == "cuda" or cuda_kernel:  # imported here: numba.cuda only where it is used
             from firth.workers.word2vec import kernel_cuda
 
             self.kernel_cuda = kernel_cuda
@@ -60,7 +62,8 @@ class WorkerLoop:
             from numba import cuda
 
             negative_rows = layout.vocab_size * layout.negative
-            self.kernel_cuda.train_block(cuda.as_cuda_array(self.state_t), layout.n_input,
+            state = cuda.as_cuda_array(self.state_t) if self.device.type == "cuda" else self.state
+            self.kernel_cuda.train_block(state, layout.n_input,
                                          layout.n_input + negative_rows, self.cuda_tables, ids, offsets, self.sg,
                                          c.negative, c.hs, c.window, alpha_start, alpha_end, rng_state, stats)
             return
