@@ -79,6 +79,22 @@ def test_chunk_states_are_a_replayable_stream_of_distinct_states():
         kernel_cuda.chunk_states(np.array([12346], np.uint64), 5).tolist())) == 0  # another seed/epoch/rank
 
 
+
+def test_settings_a_thread_block_cannot_hold_are_refused_with_the_key_to_change():
+    layout = make_layout(TOKENS, 8, negative=True, hs=False)
+    tables = kernel_cuda.DeviceTables(layout.row_offsets, layout.rows, *keep_probabilities(COUNTS, 0)[None],
+                                      *alias_table(COUNTS), *NO_HS, *sigmoid_tables())
+    ids, offsets, rng = np.zeros(2, np.int32), np.array([0, 2]), np.ones(1, np.uint64)
+    with pytest.raises(ValueError, match="model.dim 4100 is more than a thread block holds"):
+        kernel_cuda.train_block(np.zeros((20, 4100), np.float32), 6, 12, tables, ids, offsets, True, 5, False, 5,
+                                0.1, 0.1, rng, np.zeros(3))
+    with pytest.raises(ValueError, match="model.window 300 and model.negative 20 need .* lower model.window"):
+        kernel_cuda.train_block(np.zeros((20, 8), np.float32), 6, 12, tables, ids, offsets, True, 20, False, 300,
+                                0.1, 0.1, rng, np.zeros(3))
+    # window 5, negative 5 at dim 300 (75 threads): the window's rows are cached, 4 x 2 x 15 x 300 bytes
+    floats, ints = kernel_cuda.shared_sizes(300, 5, 5, 75, True)
+    assert floats == 2 * 15 * 300 + kernel_cuda.GROUP * 75 + kernel_cuda.GROUP and 4 * (floats + ints) < 48 * 1024
+
 TOKENS = ["the", "banana", "of", "cab", "bca", "ab"]  # "banana" lists its n-gram "ana" twice
 COUNTS = np.array([9, 7, 5, 4, 2, 1])
 

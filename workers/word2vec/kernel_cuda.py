@@ -9,24 +9,24 @@ row, so the loads of a row are coalesced and its dot products are a reduction ov
 - Registers: the input h (the centre's mean row for skip-gram, the window's mean for CBOW), its
   accumulated gradient and one pair's gradient, PER_THREAD values per thread (constant trip
   counts, so the compiler keeps them in registers).
-- Shared memory (dynamic, `shared_bytes`): the chunk's kept words; the window's output rows for
+- Shared memory (`shared_sizes`, dynamic, plus the chunk's kept words): the window's output rows for
   negative sampling (every target of the window and its shared noise words, each distinct row once,
   current value and value at load) while the window trains, added back to global memory at its
-  end; the scratch of the dot-product reductions (a pair's scores reduced together, two barriers
-  per pair); the window's lists. If the row cache does not fit the 48 KB a block may take
+  end; the scratch of the dot-product reductions (a pair's scores, up to GROUP, reduced together:
+  two barriers per pair); the window's lists. If the row cache does not fit the 48 KB a block may take
   (large dim x (2 window + negative)), the outputs are read and written in global memory instead.
 - Thread 0 draws (subsampling, window, noise), the block trains: every other thread reads the
-  draws from shared memory, so there is one random stream per chunk.
+  draws from shared memory, so there is one random stream per chunk. (The draws are serial while
+  the other threads wait; if a GPU profile shows them to matter, they are the next thing to spread.)
 - Global memory, Hogwild: no locks between blocks. The input rows and the cached output rows get
   the window's change with atomic adds (no update of a frequent row is lost); Huffman inner nodes
   (hierarchical softmax) are read and written in place, as word2vec.c's threads do.
 - The sigmoid and log-sigmoid tables in device memory (the CPU kernel's, model.py).
 
 Why: Wombat (Simonton & Alaghband 2017: one thread block per sentence, negatives shared across a
-window), BlazingText (Gupta & Khare 2017: the same, 43 M words/s on 8 V100s) and FULL-W2V (Randall
-et al. 2023: the window's rows kept on chip, 5.7x the previous GPU state of the art) all find that
-a GPU is fast at word2vec when many windows run side by side, each reusing its rows from on-chip
-memory; a batched gather/scatter over all examples (the torch kernel this one replaced) is bound by
+window), BlazingText (Gupta & Khare 2017: the same, scaled to several GPUs) and FULL-W2V (Randall
+et al.: the window's rows kept in registers and shared memory) all find that a GPU is fast at
+word2vec when many windows run side by side, each reusing its rows from on-chip memory; a batched gather/scatter over all examples (the torch kernel this one replaced) is bound by
 global-memory traffic and had to bound the summed steps of frequent rows to stay stable.
 
 Same as the CPU kernel: the model (skip-gram with the centre as input and per-pair updates of the
@@ -44,7 +44,9 @@ document boundaries; gensim cuts at 10,000 words). (3) Each chunk has its own LC
 (seed, epoch, rank, the chunk's index in the epoch) (`chunk_states`), so a run is replayable;
 blocks train concurrently, so results are not bitwise reproducible across runs (Hogwild, as the
 CPU kernel's threads). (4) A pair's scores are reduced in another order than the CPU's sequential
-sum (float32 rounding).
+sum (float32 rounding), and all of them are computed before the pair's first update (the CPU
+kernel: so for a window's first pair; a noise word drawn twice for a later pair sees its first
+update there). (5) One launch copies its 3 statistics back: one synchronisation per block.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ from numba import cuda, float32, int32
 from firth.workers.word2vec import draws, model
 
 CHUNK = 256  # words per thread block, before subsampling ("a few hundred": many chunks in flight)
-PER_THREAD = 4  # row elements each thread holds (in registers): one warp per 128 dims
+PER_THREAD = 4  # row elements each thread holds (in registers): dim / 4 threads per block
 GROUP = 32  # output scores reduced together (a pair's target and noise words; a Huffman path in pieces)
 SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block gets without opting in
 
@@ -339,19 +341,24 @@ def train_block(state, syn1neg_at: int, syn1_at: int, tables: DeviceTables, ids:
     (loss sum, examples, words kept). state: the (rows, dim) float32 state on the device (numba
     device array, e.g. cuda.as_cuda_array of a torch tensor; a numpy array under the simulator);
     syn1neg_at, syn1_at: its first negative-sampling and Huffman rows (Layout.views). rng_state
-    (1,) uint64 advances (`chunk_states`). threads: per block (default: one warp per 128 dims; the
-    tests use fewer); cache=False keeps the output rows in global memory (tests)."""
+    (1,) uint64 advances (`chunk_states`). threads: per block (default dim / PER_THREAD);
+    cache=False keeps the output rows in global memory (tests)."""
     dim = state.shape[1]
     # PER_THREAD elements per thread: a warp's lanes run in lockstep, so dim 100 on 25 threads costs
     # the same instructions as on 32, and the reductions sum fewer parts
     threads = threads or -(-dim // PER_THREAD)
-    if dim > threads * PER_THREAD or threads > 1024:
-        raise ValueError(f"word2vec on CUDA: dim {dim} needs more than {threads} threads x {PER_THREAD} elements "
-                         "per thread block; lower model.dim")
+    if threads > 1024:
+        raise ValueError(f"word2vec on CUDA: model.dim {dim} is more than a thread block holds (1024 threads x "
+                         f"{PER_THREAD} elements); lower model.dim to {1024 * PER_THREAD} or less")
+    assert dim <= threads * PER_THREAD, "threads x PER_THREAD must cover dim"
     n_floats, n_ints = shared_sizes(dim, window, negative, threads, cache)
     if cache and 4 * (n_floats + n_ints) > SHARED_LIMIT:  # the rows stay in global memory (module docstring)
         cache = False
         n_floats, n_ints = shared_sizes(dim, window, negative, threads, cache)
+    if 4 * (n_floats + n_ints) > SHARED_LIMIT:
+        raise ValueError(f"word2vec on CUDA: model.window {window} and model.negative {negative} need "
+                         f"{4 * (n_floats + n_ints)} bytes of shared memory per thread block, more than "
+                         f"{SHARED_LIMIT}; lower model.window or model.negative")
     offsets = chunk_offsets(np.asarray(doc_offsets, np.int64))
     n_chunks = len(offsets) - 1
     if n_chunks == 0:
