@@ -51,7 +51,8 @@ def window_span(pos, n, window, r):  # pragma: no cover (compiled)
     r = next_random(r)
     reduced = window - np.int64(((r >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))
     lo, hi = pos - reduced, pos + reduced + 1
-    # conditionals, not max/min: numba's CUDA target fails to type the builtins (numba 0.68)
+    # conditionals, not max/min: numba 0.68's CUDA target failed to type those builtins when the GPU
+    # kernel was compiled for sm_90 (test_the_kernel_compiles_for_an_h100_without_spilling)
     return (lo if lo > 0 else 0), (hi if hi < n else n), r  # noqa: FURB136
 
 

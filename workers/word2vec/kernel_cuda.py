@@ -26,7 +26,8 @@ row, so the loads of a row are coalesced and its dot products are a reduction ov
 Why: Wombat (Simonton & Alaghband 2017: one thread block per sentence, negatives shared across a
 window), BlazingText (Gupta & Khare 2017: the same, scaled to several GPUs) and FULL-W2V (Randall
 et al.: the window's rows kept in registers and shared memory) all find that a GPU is fast at
-word2vec when many windows run side by side, each reusing its rows from on-chip memory; a batched gather/scatter over all examples (the torch kernel this one replaced) is bound by
+word2vec when many windows run side by side, each reusing its rows from on-chip memory; a
+batched gather/scatter over all examples (the torch kernel this one replaced) is bound by
 global-memory traffic and had to bound the summed steps of frequent rows to stay stable.
 
 Same as the CPU kernel: the model (skip-gram with the centre as input and per-pair updates of the
