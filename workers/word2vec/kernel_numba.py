@@ -35,8 +35,8 @@ the run-wide linear decay).
 Random numbers: word2vec.c's 64-bit LCG (workers/word2vec/draws.py: the subsampling, window and
 noise draws, which the GPU kernel, kernel_cuda.py, compiles from the same functions), state passed
 in and out, so a fixed seed and block order give identical results. Loss: -log σ(label-signed
-score) summed over every output row scored (positive + negatives, or the path), from a log-sigmoid table; `stats`
-collects [loss sum, examples trained, words kept].
+score) summed over every output row scored (positive + negatives, or the path), from a
+log-sigmoid table; `stats` collects [loss sum, examples trained, words kept].
 """
 from __future__ import annotations
 
