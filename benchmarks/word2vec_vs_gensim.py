@@ -8,10 +8,11 @@
     .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats --models sghs --seeds 3
     # export them (plus the evaluation files) for a machine without gensim, Ray or pydantic
     .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats /tmp/benchstats --export bench-data
-    # skip-gram with the batched torch kernel alone on one device (needs torch, numpy, pyarrow, numba, scipy)
-    python benchmarks/word2vec_vs_gensim.py --data bench-data --device cuda --skip-gensim
-    # the same on CPU, and the numba kernel through the same loop (the torch kernel's reference)
-    .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats SUBSET --device cpu [--numba]
+    # the models with the numba-cuda kernel alone on one GPU (workers/word2vec/kernel_cuda.py; needs
+    # torch, numpy, pyarrow, numba with its CUDA target, scipy)
+    python benchmarks/word2vec_vs_gensim.py --data bench-data --device cuda --skip-gensim [--models sg]
+    # the same loop on CPU: the numba CPU kernel, one thread (the GPU kernel's reference)
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py --stats SUBSET --device cpu --models sg
 
 Settings (both sides): dim 100, window 5, negative 5, sample 1e-3, min_count 5 (the
 statistics'), 5 epochs, alpha 0.025 -> 0.0001, 2 workers; fastText n-grams 3..6 in 2 M buckets.
@@ -175,9 +176,9 @@ def run_gensim(model: str, corpus: list[list[str]], words: int, workers: int, se
             **evaluation(trained.wv.index_to_key, trained.wv.vectors, None)}
 
 
-def run_device(tokens, counts, files, device: str, data: str | None, batch: int, torch_kernel: bool = True) -> dict:
-    """Skip-gram with the torch kernel in this process (no Ray): the GPU figure. torch_kernel=False:
-    the numba kernel (one thread) through the same loop, its reference on CPU."""
+def run_device(model: str, tokens, counts, files, device: str, data: str | None) -> dict:
+    """One model through WorkerLoop in this process (no Ray): on cuda the numba-cuda kernel (the GPU
+    figure), on cpu the numba CPU kernel with one thread (its reference)."""
     import torch
 
     from firth.workers.word2vec.loop import WorkerLoop, read_unit
@@ -187,9 +188,11 @@ def run_device(tokens, counts, files, device: str, data: str | None, batch: int,
         def open(self, path, mode):
             return open(path, mode)
 
-    config = SimpleNamespace(**SETTINGS, architecture="skipgram", seed=0, block_words=2_000_000, gpu_batch=batch)
-    layout = make_layout(tokens, config.dim, True, False)
-    worker = WorkerLoop(config, layout, counts, torch.device(device), rank=0, torch_kernel=torch_kernel)
+    config = SimpleNamespace(**model_settings(model), architecture="cbow" if model == "cbow" else "skipgram", seed=0,
+                             block_words=2_000_000)
+    subwords = (FASTTEXT["min_n"], FASTTEXT["max_n"], FASTTEXT["buckets"]) if model == "fasttext" else None
+    layout = make_layout(tokens, config.dim, config.negative > 0, config.hs, subwords)
+    worker = WorkerLoop(config, layout, counts, torch.device(device), rank=0)
     units = units_of(files)
     start = time.perf_counter()
     losses = []
@@ -256,9 +259,8 @@ def main() -> None:
     parser.add_argument("--firth-workers", type=int, default=1, help="firth's Ray Train workers")
     parser.add_argument("--threads", type=int, default=None,
                         help="firth's threads per worker (default: --workers / --firth-workers)")
-    parser.add_argument("--device", help="cpu or cuda: skip-gram with the torch kernel in-process, no Ray")
-    parser.add_argument("--batch", type=int, default=32_768, help="examples per torch step (--device)")
-    parser.add_argument("--numba", action="store_true", help="--device cpu: the numba kernel instead (reference)")
+    parser.add_argument("--device", help="cuda or cpu: --models through the worker loop in-process, no Ray "
+                                         "(cuda: the numba-cuda kernel; cpu: the numba kernel, one thread)")
     parser.add_argument("--skip-gensim", action="store_true")
     parser.add_argument("--sync", default="sum", choices=["sum", "mean"], help="firth's worker sync")
     parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
@@ -282,9 +284,12 @@ def main() -> None:
     words = int(sum(u[2] for u in units_of(files)))
     print(f"corpus: {words:,} words in {len(files)} tokens files, vocabulary {len(tokens):,}")
     if args.device:
-        kernel = "numba kernel" if args.numba else "torch kernel"
-        result = run_device(tokens, counts, files, args.device, args.data, args.batch, not args.numba)
-        show(f"skip-gram, {kernel} on {args.device}", summary([result]), None, 1)
+        kernel = "numba CPU kernel" if args.device == "cpu" else "numba-cuda kernel"
+        for model in args.models.split(","):
+            if model not in MODELS:
+                parser.error(f"--models: unknown model {model!r}; choose from {', '.join(MODELS)}")
+            result = run_device(model, tokens, counts, files, args.device, args.data)
+            show(f"{MODELS[model]}, {kernel} on {args.device}", summary([result]), None, 1)
         return
     corpus = None if args.skip_gensim else sentences(tokens, files)
     figures = {"words": words, "vocabulary": len(tokens), "settings": SETTINGS, "fasttext": FASTTEXT}

@@ -163,7 +163,6 @@ class Word2VecConfig(Section):
     use_gpu: bool = False
     syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
     block_words: int = Field(200_000, ge=1)  # words per kernel call (progress and sync granularity)
-    gpu_batch: int = Field(32_768, ge=1)  # training examples per torch step (GPU)
     seed: int = 0
     max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint
     checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>; each run in <dir>/<run id>/

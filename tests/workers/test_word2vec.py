@@ -1,5 +1,5 @@
-"""word2vec: the tables built from counts (hand-checked), the kernels (hand-checked step, numba ==
-torch), and the Ray Train wiring (determinism, restore after a worker failure)."""
+"""word2vec: the tables built from counts (hand-checked), the CPU kernel (hand-checked steps, gensim's
+per-pair rule; the GPU kernel against it: test_word2vec_cuda.py), and the Ray Train wiring (determinism, restore after a worker failure)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,17 +9,8 @@ import pytest
 import torch
 
 from firth.pipelines.config import Word2VecConfig
-from firth.workers.word2vec import kernel_torch as word2vec_torch
-from firth.workers.word2vec.kernel_numba import train_block
-from firth.workers.word2vec.kernel_torch import DeviceTables, make_examples, train_examples
-from firth.workers.word2vec.model import (
-    alias_table,
-    huffman,
-    init_state,
-    keep_probabilities,
-    make_layout,
-    sigmoid_tables,
-)
+from firth.workers.word2vec.model import alias_table, huffman, init_state, keep_probabilities, make_layout
+from tests.helpers.word2vec import corpus, run_numba
 
 # ---- tables -------------------------------------------------------------------------------------
 
@@ -58,20 +49,6 @@ def test_alias_table_gives_the_unigram_to_the_075_distribution():
 
 # ---- kernels ------------------------------------------------------------------------------------
 
-NO_HS = (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
-
-
-def _run_numba(layout, state, ids, offsets, counts, sg, negative, hs, window, alpha, seed=1, sample=0.0):
-    syn0, syn1neg, syn1 = layout.views(state)
-    tables = huffman(counts) if hs else NO_HS
-    prob, alias = alias_table(counts)
-    stats = np.zeros(3)
-    train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows,
-                keep_probabilities(counts, sample), prob, alias, *tables, sg, negative, hs, window, alpha, alpha,
-                np.array([seed], np.uint64), *sigmoid_tables(), stats)
-    return stats
-
-
 def test_hierarchical_softmax_steps_match_a_hand_computation():
     # V = 2, the document "1 0", window 1, no subsampling: two skip-gram examples, no randomness.
     # Huffman of counts (2, 1): one inner node (syn1 row 0); word 1 has code 0, word 0 code 1.
@@ -79,7 +56,7 @@ def test_hierarchical_softmax_steps_match_a_hand_computation():
     layout = make_layout(["a", "b"], 3, negative=False, hs=True)
     state = init_state(layout, seed=0)
     w0, w1 = state[0].astype(np.float64), state[1].astype(np.float64)
-    stats = _run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), counts, True, 0, True, 1, 0.1)
+    stats = run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), counts, True, 0, True, 1, 0.1)
     sigma = _table_sigma
     # centre 1 -> target 0 (code 1, label 0): node is 0, so f = 0, g = (0 - σ(0)) 0.1
     node = -sigma(0.0) * 0.1 * w1
@@ -150,7 +127,7 @@ def test_skipgram_trains_pair_by_pair_as_gensim(subwords):
     layout = make_layout(tokens, 4, negative=False, hs=True, subwords=subwords)
     start = np.random.default_rng(3).normal(scale=0.5, size=(layout.n_rows, 4)).astype(np.float32)
     state = start.copy()
-    stats = _run_numba(layout, state, ids, np.array([0, len(ids)]), counts, True, 0, True, 3, 0.2, seed=11)
+    stats = run_numba(layout, state, ids, np.array([0, len(ids)]), counts, True, 0, True, 3, 0.2, seed=11)
     expected = _skipgram_hs_reference(layout, start, ids, counts, 3, 0.2, 11)
     np.testing.assert_allclose(state, expected, atol=2e-5)
     stale = _skipgram_hs_reference(layout, start, ids, counts, 3, 0.2, 11, per_pair=False)
@@ -164,99 +141,10 @@ def test_saturated_scores_update_nothing():
     # a score (word2vec.c too for hierarchical softmax); its loss is still counted (≈ |f|).
     layout = make_layout(["a", "b"], 2, negative=False, hs=True)
     state = np.array([[-4.0, 0.0], [4.0, 0.0], [2.0, 0.0]], np.float32)  # w0, w1, the one inner node
-    stats = _run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), np.array([2, 1]), True, 0,
+    stats = run_numba(layout, state, np.array([1, 0], np.int32), np.array([0, 2]), np.array([2, 1]), True, 0,
                        True, 1, 0.1)
     np.testing.assert_array_equal(state, [[-4.0, 0.0], [4.0, 0.0], [2.0, 0.0]])
     assert stats.tolist() == [16.0, 2.0, 2.0]
-
-
-def _corpus(vocab: int, docs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Documents of Zipf-ish ids with a pattern (id k follows k-1 often): (ids, offsets, counts)."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(3, 30, docs)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    ids = np.minimum(rng.zipf(1.5, offsets[-1]) - 1, vocab - 1).astype(np.int32)
-    follow = rng.random(offsets[-1]) < 0.8
-    ids[1:][follow[1:]] = (ids[:-1][follow[1:]] + 1) % vocab
-    counts = np.bincount(ids, minlength=vocab) + 1
-    order = np.argsort(-counts, kind="stable")  # ids by descending count, as the vocabulary
-    rank = np.empty(vocab, np.int32)
-    rank[order] = np.arange(vocab)
-    return rank[ids], offsets, counts[order]
-
-
-def test_numba_and_torch_kernels_agree_example_by_example_on_cbow_hs():
-    # CBOW with hierarchical softmax has no noise draws, one example per centre; with one example
-    # per torch batch both kernels make the same updates in the same order (the subsampling and
-    # window draws are the same LCG sequence). They differ only in σ: table (numba) or exact (torch).
-    ids, offsets, counts = _corpus(20, 30, seed=3)
-    layout = make_layout([str(w) for w in range(20)], 8, negative=False, hs=True)
-    cpu, dev = init_state(layout, 0), init_state(layout, 0)
-    stats = _run_numba(layout, cpu, ids, offsets, counts, False, 0, True, 3, 0.05, seed=5, sample=0.05)
-    input_offsets, rows, targets, kept = make_examples(ids, offsets, keep_probabilities(counts, 0.05),
-                                                       layout.row_offsets, layout.rows, False, 3,
-                                                       np.array([5], np.uint64))
-    tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
-    loss = train_examples(*layout.views(torch.from_numpy(dev)), input_offsets, rows, targets, tables, 0, True,
-                          0.05, 0.05, batch=1)
-    assert len(targets) == stats[1] and kept == stats[2] < len(ids)
-    assert loss == pytest.approx(stats[0], rel=3e-3)  # σ, log σ from 1000-cell tables
-    change = np.abs(cpu - init_state(layout, 0)).max()
-    assert change > 1e-2  # they did train, and the same way up to the σ table's rounding
-    assert np.abs(dev - cpu).max() < 0.03 * change
-
-
-def _torch_losses(layout, state, ids, offsets, counts, sg, negative, hs, batch, epochs=6) -> list[float]:
-    """The torch kernel's mean loss per example in each epoch (window 4, sample 1e-2, alpha 0.05)."""
-    tables = DeviceTables(torch.device("cpu"), *alias_table(counts), *huffman(counts), seed=0)
-    keep = keep_probabilities(counts, 1e-2)
-    losses = []
-    for epoch in range(epochs):
-        examples = make_examples(ids, offsets, keep, layout.row_offsets, layout.rows, sg, 4,
-                                 np.array([epoch + 1], np.uint64))
-        losses.append(train_examples(*layout.views(torch.from_numpy(state)), *examples[:3], tables, negative, hs,
-                                     0.05, 0.05, batch=batch) / len(examples[2]))
-    return losses
-
-
-@pytest.mark.parametrize("sg, negative, hs", [(True, 5, False), (False, 5, False), (True, 0, True), (False, 3, True)])
-def test_kernels_lower_the_loss(sg, negative, hs):
-    ids, offsets, counts = _corpus(50, 400, seed=1)
-    layout = make_layout([str(w) for w in range(50)], 16, negative=negative > 0, hs=hs)
-    cpu, dev = init_state(layout, 0), init_state(layout, 0)
-    cpu_losses = []
-    for epoch in range(6):
-        stats = _run_numba(layout, cpu, ids, offsets, counts, sg, negative, hs, 4, 0.05, seed=epoch + 1,
-                           sample=1e-2)
-        cpu_losses.append(stats[0] / stats[1])
-    dev_losses = _torch_losses(layout, dev, ids, offsets, counts, sg, negative, hs, batch=64)
-    assert cpu_losses[-1] < cpu_losses[0] and dev_losses[-1] < dev_losses[0]
-    if not hs:  # untrained (zero output rows), every score is 0: log 2 per output
-        assert cpu_losses[-1] < 0.7 * np.log(2) * (1 + negative)
-    assert cpu_losses[-1] == pytest.approx(dev_losses[-1], rel=0.05)  # the same model
-
-
-@pytest.mark.parametrize("sg", [True, False])
-def test_one_batch_of_a_whole_epoch_learns_where_summed_updates_diverge(sg, monkeypatch):
-    # Every example of an epoch in one torch batch: the frequent rows are outputs of thousands of
-    # examples. Their summed update, bounded by the rows' curvature, still learns like small
-    # batches; unbounded (STEP_BOUND = inf: the plain sum) it overshoots and the loss blows up.
-    ids, offsets, counts = _corpus(50, 400, seed=1)
-    layout = make_layout([str(w) for w in range(50)], 16, negative=True, hs=False)
-
-    def losses(batch):
-        # word2vec.c's narrower input init, (-0.5, 0.5) / D: at the default (gensim's (-1, 1) / D, since
-        # issue 20) the whole-batch skip-gram run ends 28 % above the small batches' loss (3.36 against
-        # 2.62). The torch kernel is the GPU path that issue 15 replaces; this test is about the step bound.
-        state = init_state(layout, 0)
-        state[:layout.n_input] *= 0.5
-        return _torch_losses(layout, state, ids, offsets, counts, sg, 5, False, batch)
-
-    small, whole = losses(64), losses(1 << 20)
-    assert whole[-1] < 0.85 * whole[0] and whole[-1] == pytest.approx(small[-1], rel=0.15)
-    monkeypatch.setattr(word2vec_torch, "STEP_BOUND", float("inf"))
-    unbounded = losses(1 << 20)
-    assert not unbounded[-1] < 2 * whole[-1]  # nan or far above: the sum overshoots
 
 
 def test_subsampling_drops_frequent_words_at_the_documented_rate():
@@ -265,7 +153,7 @@ def test_subsampling_drops_frequent_words_at_the_documented_rate():
     assert keep[0] == pytest.approx(0.11006, abs=1e-4) and keep[1] == 1.0
     layout = make_layout(["a", "b"], 2, negative=True, hs=False)
     ids = np.tile(np.array([0] * 9 + [1], np.int32), 2000)  # 18000 of word 0, 2000 of word 1
-    stats = _run_numba(layout, init_state(layout, 0), ids, np.array([0, len(ids)]), counts, True, 1, False, 1,
+    stats = run_numba(layout, init_state(layout, 0), ids, np.array([0, len(ids)]), counts, True, 1, False, 1,
                        0.0, sample=1e-2)
     expected = 18000 * keep[0] + 2000  # binomial sd of the first term: 42
     assert abs(stats[2] - expected) < 4 * 42
@@ -275,7 +163,7 @@ def test_subsampling_drops_frequent_words_at_the_documented_rate():
 def test_hogwild_threads_train_every_example_once_and_learn_like_one_thread():
     from firth.workers.word2vec.loop import WorkerLoop
 
-    ids, offsets, counts = _corpus(40, 600, seed=3)
+    ids, offsets, counts = corpus(40, 600, seed=3)
     layout = make_layout([str(w) for w in range(40)], 16, negative=True, hs=False)
     results = {}
     for threads in (1, 2):
@@ -305,7 +193,7 @@ VOCAB = 30
 def tokens_dir(tmp_path_factory):
     """3 tokens shards, several row groups each: 2 workers get uneven shares."""
     folder = tmp_path_factory.mktemp("tokens")
-    ids, offsets, counts = _corpus(VOCAB, 300, seed=2)
+    ids, offsets, counts = corpus(VOCAB, 300, seed=2)
     docs = np.array_split(np.arange(300), 3)
     for shard, rows in enumerate(docs):
         lists = pa.ListArray.from_arrays(pa.array(offsets[rows[0]:rows[-1] + 2] - offsets[rows[0]], pa.int32()),

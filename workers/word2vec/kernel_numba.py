@@ -32,39 +32,32 @@ the run-wide linear decay).
   Hierarchical softmax: the target's Huffman path (`_hs_path`). A score outside (-MAX_EXP,
   MAX_EXP) updates nothing (gensim's rule).
 
-Random numbers: word2vec.c's 64-bit LCG (workers/word2vec/draws.py, with the subsampling and window
-draws the torch kernel shares), state passed in and out, so a fixed seed and block order give
-identical results. Loss: -log σ(label-signed score) summed over
-every output row scored (positive + negatives, or the path), from a log-sigmoid table; `stats`
-collects [loss sum, examples trained, words kept].
+Random numbers: word2vec.c's 64-bit LCG (workers/word2vec/draws.py: the subsampling, window and
+noise draws, which the GPU kernel, kernel_cuda.py, compiles from the same functions), state passed
+in and out, so a fixed seed and block order give identical results. Loss: -log σ(label-signed
+score) summed over every output row scored (positive + negatives, or the path), from a
+log-sigmoid table; `stats` collects [loss sum, examples trained, words kept].
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from firth.workers.word2vec.draws import next_random, subsample, window_span
-from firth.workers.word2vec.model import EXP_TABLE_SIZE, MAX_EXP
-
-_TABLE_SCALE = EXP_TABLE_SIZE / (2 * MAX_EXP)
+from firth.workers.word2vec.draws import noise_draw, subsample, window_span
+from firth.workers.word2vec.model import input_step, output_gradient
 
 
 @njit(cache=True, inline="always")
 def _apply_output(h, grad, out_row, syn1, label, f, alpha, sig, logsig, dim):  # pragma: no cover (compiled)
     """One (input, output row) step given its score f = h . syn1[out_row]: grad += g * syn1[out_row];
-    syn1[out_row] += g * h; returns the loss. A score outside (-MAX_EXP, MAX_EXP) updates nothing
-    (gensim's rule for both outputs, word2vec.c's for hierarchical softmax), only its loss counts."""
-    if f >= MAX_EXP:
-        return f if label == 0 else np.float32(0.0)  # -log σ(-f) ≈ f when f is large
-    if f <= -MAX_EXP:
-        return -f if label == 1 else np.float32(0.0)  # -log σ(f) ≈ -f
-    k = int((f + MAX_EXP) * _TABLE_SCALE)
-    g = (label - sig[k]) * alpha
-    loss = -logsig[k] if label == 1 else f - logsig[k]  # log σ(-f) = log σ(f) - f
-    for d in range(dim):  # one pass: read the output row once
-        out = syn1[out_row, d]
-        grad[d] += g * out
-        syn1[out_row, d] = out + g * h[d]
+    syn1[out_row] += g * h; returns the loss (g and the loss: model.py `output_gradient`, 0 for a
+    saturated score)."""
+    g, loss = output_gradient(f, label, alpha, sig, logsig)
+    if g != 0:
+        for d in range(dim):  # one pass: read the output row once
+            out = syn1[out_row, d]
+            grad[d] += g * out
+            syn1[out_row, d] = out + g * h[d]
     return loss
 
 
@@ -91,15 +84,10 @@ def _hs_path(h, grad, target, syn1, codes, points, lengths, alpha, sig, logsig, 
 def _add_target(target, negative, alias_prob, alias_idx, r, outs, labels, m):  # pragma: no cover (compiled)
     """outs[m:] = the target (label 1), then its `negative` noise draws (label 0; a draw equal to
     the target is skipped); returns (m after them, r)."""
-    vocab = alias_prob.shape[0]
     outs[m], labels[m] = target, 1.0
     m += 1
     for _ in range(negative):
-        # one draw: the top 32 bits pick a column (multiply-shift, no division), bits 8..31 the coin
-        r = next_random(r)
-        k = np.int64(((r >> np.uint64(32)) * np.uint64(vocab)) >> np.uint64(32))
-        u = np.float32((r >> np.uint64(8)) & np.uint64(0xFFFFFF)) / np.float32(16777216.0)
-        noise = k if u < alias_prob[k] else np.int64(alias_idx[k])
+        noise, r = noise_draw(alias_prob, alias_idx, r)
         if noise == target:
             continue
         outs[m], labels[m] = noise, 0.0
@@ -220,17 +208,14 @@ def _mean_input(syn0, row_offsets, rows, word, h, dim):  # pragma: no cover (com
         h[d] = syn0[row, d]
     if last - first == 1:
         return np.float32(1.0)
-    repeats = 0
     for j in range(first + 1, last):
         row = rows[j]
         for d in range(dim):
             h[d] += syn0[row, d]
-        for k in range(first, j):
-            repeats += rows[k] == row
     scale = np.float32(1.0) / np.float32(last - first)
     for d in range(dim):
         h[d] *= scale
-    return np.float32(1.0) + np.float32(2 * repeats) * scale  # Σ multiplicity² / n = 1 + 2 (pairs listed twice) / n
+    return input_step(rows, first, last)
 
 
 @njit(cache=True, inline="always")

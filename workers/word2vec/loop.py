@@ -2,8 +2,11 @@
 for its device, and one epoch over a list of (file, row group) units of the tokens table.
 
 workers/word2vec/train.py runs it inside Ray Train (the shared epoch loop of
-workers/raytrain/epochs.py: sync, checkpoints, progress); the GPU benchmark runs it alone. `config` is a Word2VecConfig or anything with the same attributes
-(the benchmark's device machine has no pydantic).
+workers/raytrain/epochs.py: sync, checkpoints, progress); the GPU benchmark runs it alone. `config`
+is a Word2VecConfig or anything with the same attributes (the benchmark's device machine has no
+pydantic). Kernels: workers/word2vec/kernel_numba.py on a CPU device (Hogwild threads),
+workers/word2vec/kernel_cuda.py on a CUDA device (its tables and the state stay on the device; one
+launch per block of documents).
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import pyarrow.parquet as pq
 import torch
 
 from firth.workers.word2vec.kernel_numba import train_block
-from firth.workers.word2vec.kernel_torch import DeviceTables, make_examples, train_examples
 from firth.workers.word2vec.model import Layout, alias_table, huffman, init_state, keep_probabilities, sigmoid_tables
 
 Unit = tuple[str, int, int]  # (tokens file path, row group, tokens in it)
@@ -26,8 +28,9 @@ class WorkerLoop:
     (numpy on CPU, shared with `state_t`; on CUDA only `state_t` is current)."""
 
     def __init__(self, config, layout: Layout, counts: np.ndarray, device: torch.device, rank: int,
-                 state: np.ndarray | None = None, torch_kernel: bool = False):
-        """torch_kernel: the batched torch kernel on a CPU device too (tests, benchmark); CUDA always uses it."""
+                 state: np.ndarray | None = None, cuda_kernel: bool = False):
+        """cuda_kernel: the numba-cuda kernel on a CPU device too (tests, through numba's CUDA
+        simulator); a CUDA device always uses it."""
         self.config, self.layout, self.device, self.rank = config, layout, device, rank
         self.keep = keep_probabilities(counts, config.sample)
         self.alias_prob, self.alias_idx = alias_table(counts)
@@ -36,47 +39,55 @@ class WorkerLoop:
         self.sig, self.logsig = sigmoid_tables()
         self.state = init_state(layout, config.seed) if state is None else state
         self.state_t = torch.from_numpy(self.state).to(device)  # on CPU: the same memory as `state`
-        self.device_tables = None if device.type == "cpu" and not torch_kernel else DeviceTables(
-            device, self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, config.seed + rank)
         self.sg = config.architecture == "skipgram"
+        self.cuda_tables = None
+        if device.type == "cuda" or cuda_kernel:  # imported here: numba.cuda only where it is used
+            from firth.workers.word2vec import kernel_cuda
+
+            self.kernel_cuda = kernel_cuda
+            self.cuda_tables = kernel_cuda.DeviceTables(layout.row_offsets, layout.rows, self.keep, self.alias_prob,
+                                                        self.alias_idx, self.codes, self.points, self.lengths,
+                                                        self.sig, self.logsig)
         # Hogwild threads (CPU kernel): each block is split among them, and they update one state
-        self.threads = getattr(config, "threads_per_worker", 1) if self.device_tables is None else 1
+        self.threads = getattr(config, "threads_per_worker", 1) if self.cuda_tables is None else 1
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def train(self, ids: np.ndarray, offsets: np.ndarray, alpha_start: float, alpha_end: float,
               rng_state: np.ndarray, stats: np.ndarray) -> None:
         """Train on one block of documents; stats (3,) float64 += (loss sum, examples, words kept).
-        rng_state: (threads,) uint64, one LCG state per thread (the torch kernel uses the first)."""
+        rng_state: (threads,) uint64, one LCG state per thread (CUDA: one, the counter its chunks'
+        states are drawn from)."""
         c, layout = self.config, self.layout
-        if self.device_tables is None:
-            syn0, syn1neg, syn1 = layout.views(self.state)
+        if self.cuda_tables is not None:
+            from numba import cuda
 
-            def kernel(part: int, first: int, last: int) -> np.ndarray:
-                part_stats = np.zeros(3)
-                train_block(syn0, syn1neg, syn1, ids[offsets[first]:offsets[last]],
-                            offsets[first:last + 1] - offsets[first], layout.row_offsets, layout.rows, self.keep,
-                            self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, self.sg,
-                            c.negative, c.hs, c.window, alpha_start, alpha_end, rng_state[part:part + 1], self.sig,
-                            self.logsig, part_stats)
-                return part_stats
-
-            if self.pool is None:
-                stats += kernel(0, 0, len(offsets) - 1)
-                return
-            # the threads train equal parts (by words, whole documents) at once, each with its own
-            # random state, all at the block's learning rate (they run side by side)
-            cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], self.threads + 1)).tolist()
-            cuts[0], cuts[-1] = 0, len(offsets) - 1
-            parts = [(k, cuts[k], cuts[k + 1]) for k in range(self.threads) if cuts[k] < cuts[k + 1]]
-            for part_stats in self.pool.map(lambda part: kernel(*part), parts):
-                stats += part_stats
+            negative_rows = layout.vocab_size * layout.negative
+            state = cuda.as_cuda_array(self.state_t) if self.device.type == "cuda" else self.state
+            self.kernel_cuda.train_block(state, layout.n_input,
+                                         layout.n_input + negative_rows, self.cuda_tables, ids, offsets, self.sg,
+                                         c.negative, c.hs, c.window, alpha_start, alpha_end, rng_state, stats)
             return
-        input_offsets, input_rows, targets, kept = make_examples(ids, offsets, self.keep, layout.row_offsets,
-                                                                 layout.rows, self.sg, c.window, rng_state)
-        stats[0] += train_examples(*layout.views(self.state_t), input_offsets, input_rows, targets,
-                                   self.device_tables, c.negative, c.hs, alpha_start, alpha_end, c.gpu_batch)
-        stats[1] += len(targets)
-        stats[2] += kept
+        syn0, syn1neg, syn1 = layout.views(self.state)
+
+        def kernel(part: int, first: int, last: int) -> np.ndarray:
+            part_stats = np.zeros(3)
+            train_block(syn0, syn1neg, syn1, ids[offsets[first]:offsets[last]],
+                        offsets[first:last + 1] - offsets[first], layout.row_offsets, layout.rows, self.keep,
+                        self.alias_prob, self.alias_idx, self.codes, self.points, self.lengths, self.sg,
+                        c.negative, c.hs, c.window, alpha_start, alpha_end, rng_state[part:part + 1], self.sig,
+                        self.logsig, part_stats)
+            return part_stats
+
+        if self.pool is None:
+            stats += kernel(0, 0, len(offsets) - 1)
+            return
+        # the threads train equal parts (by words, whole documents) at once, each with its own
+        # random state, all at the block's learning rate (they run side by side)
+        cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], self.threads + 1)).tolist()
+        cuts[0], cuts[-1] = 0, len(offsets) - 1
+        parts = [(k, cuts[k], cuts[k + 1]) for k in range(self.threads) if cuts[k] < cuts[k + 1]]
+        for part_stats in self.pool.map(lambda part: kernel(*part), parts):
+            stats += part_stats
 
     def epoch(self, epoch: int, units: list[Unit], read: Callable[[str, int], tuple[np.ndarray, np.ndarray]],
               on_block: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, int]:

@@ -1,6 +1,7 @@
 """word2vec / fastText model math shared by every kernel: the tables built from vocabulary counts,
-the parameter layout, and what is published. Kernels: workers/word2vec/kernel_numba.py (CPU) and
-workers/word2vec/kernel_torch.py (GPU). No engine here.
+the parameter layout, the per-output gradient rule, and what is published. Kernels:
+workers/word2vec/kernel_numba.py (CPU) and workers/word2vec/kernel_cuda.py (GPU), which compiles
+`output_gradient` and `input_step` from the same functions. No engine here.
 
 Tables (built once per run from the vocabulary's counts; ids are sorted by descending count):
 - Huffman tree (`huffman`), word2vec.c's CreateBinaryTree: codes (V, MAX_CODE) uint8,
@@ -160,6 +161,36 @@ def sigmoid_tables() -> tuple[np.ndarray, np.ndarray]:
     centre (word2vec.c's at its left edge, which biases the summed loss upwards)."""
     x = ((np.arange(EXP_TABLE_SIZE) + 0.5) / EXP_TABLE_SIZE * 2 - 1) * MAX_EXP
     return (1 / (1 + np.exp(-x))).astype(np.float32), (-np.log1p(np.exp(-x))).astype(np.float32)
+
+
+_TABLE_SCALE = EXP_TABLE_SIZE / (2 * MAX_EXP)
+
+
+@njit(cache=True, inline="always")
+def output_gradient(f, label, alpha, sig, logsig):  # pragma: no cover (compiled)
+    """(g, loss) of one output scored f = h . out with label 1 or 0: g = (label - σ(f)) alpha and
+    loss = -log σ(±f) from the tables. A score outside (-MAX_EXP, MAX_EXP) gets g = 0, no update
+    (gensim's rule for both outputs, word2vec.c's for hierarchical softmax); its loss still counts."""
+    if f >= MAX_EXP:
+        return np.float32(0.0), (f if label == 0 else np.float32(0.0))  # -log σ(-f) ≈ f when f is large
+    if f <= -MAX_EXP:
+        return np.float32(0.0), (-f if label == 1 else np.float32(0.0))  # -log σ(f) ≈ -f
+    k = int((f + MAX_EXP) * _TABLE_SCALE)
+    g = (label - sig[k]) * alpha
+    return g, (-logsig[k] if label == 1 else f - logsig[k])  # log σ(-f) = log σ(f) - f
+
+
+@njit(cache=True, inline="always")
+def input_step(rows, first, last):  # pragma: no cover (compiled)
+    """How far an input's mean moves when each of its listed rows rows[first:last] gets +g: g times
+    (Σ over the distinct rows of multiplicity²) / n, which is 1 unless a row is listed twice (an
+    n-gram twice in a word, "ana" in "banana", or two n-grams in one bucket)."""
+    repeats = 0
+    for j in range(first + 1, last):
+        for k in range(first, j):
+            repeats += rows[k] == rows[j]
+    n = last - first
+    return np.float32(1.0) + np.float32(2 * repeats) * (np.float32(1.0) / np.float32(n))  # Σ m² / n = 1 + 2 (pairs twice) / n
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ count, with counts). The driver reads only the Parquet footers (row groups and t
 counts) and deals the (file, row group) units to the workers, largest first to the least loaded,
 so shares are even; each worker streams its own units, one row group at a time, in the same
 order every epoch (as gensim iterates its corpus), and trains on blocks of about `block_words`
-words (whole documents) with the numba kernel (CPU) or the batched torch kernel (GPU).
+words (whole documents) with the numba kernel (CPU) or the numba-cuda kernel (GPU).
 
 Parameters: every worker holds the whole float32 state of workers/word2vec/model.py (input rows,
 syn1neg, syn1: (rows, D)). Sync scheme: sum of deltas, as GloVe's workers/glove/train.py:
