@@ -15,9 +15,12 @@ Each size runs in a fresh process (so its peak RSS is its own): compute_statisti
 LocalCluster of --workers processes (window 10, min_count 5, 16 buckets, cache off, the whole job's
 statistics stage), after a warm-up task per worker (imports, numba's cache). Measured:
   tokens/s per worker   corpus tokens / (statistics wall seconds × workers); seconds per step too
-  driver peak RSS       ru_maxrss of the driver process (it holds the Dask scheduler too); and its RSS
+  tokens per task-second  corpus tokens / the seconds all tasks took, summed: the cost per token,
+                        whether or not every worker had work (1×, one shard, keeps a worker idle
+                        in the per-shard steps, which the wall rate counts against it)
+  driver peak RSS       VmHWM of the driver process (it holds the Dask scheduler too); and its RSS
                         before the run (imports, cluster started)
-  worker peak RSS       ru_maxrss of each Dask worker process (client.run), and its RSS after the warm-up
+  worker peak RSS       VmHWM of each Dask worker process (client.run), and its RSS after the warm-up
   spill bytes           everything under _partial/ when MergeCooccurrence starts (word parts, vocabulary
                         pieces, co-occurrence runs: all of them, none is removed before)
   output bytes          the statistics folder after the run
@@ -33,7 +36,6 @@ import gzip
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
 import threading
@@ -108,7 +110,11 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS since it started its program (VmHWM). Not ru_maxrss: Linux carries that
+    across fork and exec, so a process spawned by a larger parent starts at the parent's RSS (here the
+    second size's driver reported 219 MB against 175 MB when it ran first; the sizes are spawned in turn)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def _warm(_) -> float:
@@ -127,13 +133,22 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+def _timed(fn, item):
+    """On a worker: fn(item) and the seconds it took."""
+    start = time.perf_counter()
+    result = fn(item)
+    return result, time.perf_counter() - start
+
+
 class _Clocked:
-    """The engine, with seconds per step and the bytes under _partial/ when MergeCooccurrence starts."""
+    """The engine, with seconds per step (wall, and the tasks' own seconds summed: the work the step
+    cost, whether or not every worker had a task) and the bytes under _partial/ when MergeCooccurrence starts."""
 
     def __init__(self, engine, partial_dir: Path):
         self.engine, self.partial_dir = engine, partial_dir
         self.seconds: dict[str, float] = {}
-        self.driver_peak_after: dict[str, float] = {}  # the driver's ru_maxrss after each step: which one grew it
+        self.task_seconds: dict[str, float] = {}
+        self.driver_peak_after: dict[str, float] = {}  # the driver's peak after each step: which one grew it
         self.spill_bytes = 0
 
     def map(self, fn, items, label):
@@ -141,10 +156,12 @@ class _Clocked:
             self.spill_bytes = _du(self.partial_dir)
         start = time.perf_counter()
         try:
-            return self.engine.map(fn, items, label)
+            timed = self.engine.map(partial(_timed, fn), items, label)
         finally:
             self.seconds[label] = self.seconds.get(label, 0) + time.perf_counter() - start
             self.driver_peak_after[label] = _peak_mb()
+        self.task_seconds[label] = self.task_seconds.get(label, 0) + sum(seconds for _, seconds in timed)
+        return [result for result, _ in timed]
 
 
 def measure_statistics(shards: list[str], workers: int, memory_mb: float, output: str) -> dict:
@@ -171,6 +188,8 @@ def measure_statistics(shards: list[str], workers: int, memory_mb: float, output
     return {"shards": len(listed), "tokens": summary.n_tokens, "vocab_size": summary.vocab_size,
             "cooccurrence_entries": summary.n_cooccurrence_entries, "seconds": seconds,
             "tokens_per_s_per_worker": summary.n_tokens / seconds / workers, "step_seconds": clocked.seconds,
+            "task_seconds": clocked.task_seconds,
+            "tokens_per_task_second": summary.n_tokens / sum(clocked.task_seconds.values()),
             "driver_peak_after_step_mb": clocked.driver_peak_after,
             "driver_rss_before_mb": driver_rss_before, "driver_peak_mb": _peak_mb(),
             "worker_rss_after_warm_up_mb": worker_rss_before, "worker_peak_mb": worker_peaks,
@@ -316,12 +335,15 @@ def print_table(report: dict) -> None:
     print(f"\nworkers {report['workers']}, memory_mb {report['memory_mb']}, load average at start "
           f"{report['load_average_at_start']}, at end {report['load_average_at_end']}")
     print("| size | shards | tokens | vocabulary | co-occurrence entries | s | tokens/s per worker (vs 1×) | "
-          "driver peak MB (before run) | worker peak MB (after warm-up) | spill MB | output MB | load avg (1 min) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "tokens per task-second (vs 1×) | driver peak MB (before run) | worker peak MB (after warm-up) | "
+          "spill MB | output MB | load avg (1 min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k, r in report["statistics"].items():
         print(f"| {k}× | {r['shards']} | {r['tokens'] / 1e6:.1f} M | {r['vocab_size']:,} | "
               f"{r['cooccurrence_entries'] / 1e6:.1f} M | {r['seconds']:.1f} | {r['tokens_per_s_per_worker']:,.0f} "
-              f"({r['tokens_per_s_per_worker'] / base['tokens_per_s_per_worker']:.2f}) | {r['driver_peak_mb']:.0f} "
+              f"({r['tokens_per_s_per_worker'] / base['tokens_per_s_per_worker']:.2f}) | "
+              f"{r['tokens_per_task_second']:,.0f} ({r['tokens_per_task_second'] / base['tokens_per_task_second']:.2f}) | "
+              f"{r['driver_peak_mb']:.0f} "
               f"({r['driver_rss_before_mb']:.0f}) | {max(r['worker_peak_mb']):.0f} "
               f"({max(r['worker_rss_after_warm_up_mb']):.0f}) | {r['spill_bytes'] / 2**20:.0f} | "
               f"{r['output_bytes'] / 2**20:.0f} | {r['load_average'][0]:.1f} |")

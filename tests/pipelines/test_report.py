@@ -1,10 +1,6 @@
 """The HTML run report: self-contained, and showing the right numbers (parsed with html.parser)."""
-import gzip
 import html
-import json
-import math
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pyarrow as pa
@@ -20,28 +16,10 @@ from firth.schemas.promotion import promote
 from firth.schemas.store import TableStore
 from firth.schemas.tables import embedding_schema
 from tests.helpers import SAMPLE_SHARDS, write_job
+from tests.helpers.report_pages import Page, documents
 
 FRUITS = ["apple", "apricot", "banana", "cherry", "grape", "melon"]
 VEHICLES = ["car", "bus", "train", "truck", "bicycle", "tram"]
-
-
-class Page(HTMLParser):
-    """Every start tag as (tag, attrs), and the text inside each element with an id."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def find(self, tag, **attrs):
-        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
 
 
 def _change_class(page: Page, metric: str) -> str:
@@ -237,25 +215,9 @@ def test_the_promotion_decision_and_the_gate_are_shown(store_with_runs):
 # --- real runs -------------------------------------------------------------------------------------
 
 
-def _documents(shards, piece_words: int | None = None) -> int:
-    """Documents in the shards; with `piece_words`, a longer one counts as ceil(words / piece_words) pieces
-    (corpus.max_document_tokens; the sample has one such document, of 11,169 words)."""
-    texts = [json.loads(line)["text"] for shard in shards for line in gzip.open(shard, "rt") if line.strip()]
-    return sum(max(1, math.ceil(len(t.split()) / piece_words)) if piece_words else 1 for t in texts)
-
-
-def _assert_round_ticks(svg: str, cls: str) -> list[float]:
-    ticks = [float(t) for t in re.findall(rf'<text class={cls} [^>]*>([^<]+)</text>', svg)]
-    steps = np.diff(ticks)
-    assert len(ticks) >= 2 and np.allclose(steps, steps[0]), ticks  # evenly spaced
-    mantissa = steps[0] / 10 ** np.floor(np.log10(steps[0]))
-    assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-6, ticks  # a step of 1, 2 or 5 x 10^k
-    return ticks
-
-
 @pytest.mark.slow
 def test_a_real_nightly_run_reports_its_config_corpus_refused_promotion_and_regression(tmp_path, capsys):
-    """PPMI-SVD: statistics on Dask, no Ray (the encoder test below trains on Ray)."""
+    """PPMI-SVD: statistics on Dask, no Ray (an encoder run's report: tests/workers/test_encoder_job.py)."""
     store = TableStore(str(tmp_path / "store"))
     # The holder of `production`: a version with a ρ no real run reaches here, so the gate refuses the run's.
     table = pa.table({"token": FRUITS, "id": pa.array(range(6), pa.int32()), "count": pa.array([9] * 6, pa.int64()),
@@ -285,43 +247,9 @@ def test_a_real_nightly_run_reports_its_config_corpus_refused_promotion_and_regr
     corpus = dict(re.findall(r"<tr><th>([^<]+)</th><td class=n>([^<]+)</td></tr>",
                              text.split("<table id=corpus>")[1].split("</table>")[0]))
     assert corpus == {"shards read": "2", "shards counted": "2", "shards reused from the cache": "0",
-                      "documents": f"{_documents(SAMPLE_SHARDS[:2], 10_000):,}", "tokens": f"{tokens:,}",
+                      "documents": f"{documents(SAMPLE_SHARDS[:2], 10_000):,}", "tokens": f"{tokens:,}",
                       "vocabulary": f"{info.metadata['vocab_size']:,}",
                       "bad records skipped": "0", "empty shards": "0", "unreadable shards": "0"}
     assert "model.model ppmi_svd" in words and "statistics.window 3" in words and "store.uri" in words
     assert _change_class(page, "wordsim353_spearman") == "n worse"  # the regression the gate refused is red
     _assert_apart(_label_boxes(text), 1000, 560)
-
-
-@pytest.mark.slow
-def test_a_real_one_epoch_encoder_run_reports_retrieval_before_and_after_and_its_loss_per_step(
-        tmp_path, capsys, monkeypatch, no_ray):
-    monkeypatch.setenv("FIRTH_CACHE", str(tmp_path / "cache"))
-    config = write_job(tmp_path, {
-        "table": "docs",
-        "model": {"model": "encoder", "checkpoint": None, "layers": 1, "heads": 2, "hidden_size": 32,
-                  "intermediate_size": 64, "vocab_size": 500, "max_length": 64, "mlm_epochs": 0, "epochs": 1,
-                  "max_pairs": 96, "batch_size": 8, "learning_rate": 1e-3, "holdout_fraction": 0.2,
-                  "eval_documents": 20, "num_workers": 1, "embed_workers": 1}},
-        shards=1, name="encoder.yaml")
-    assert main(["run", str(config)]) == 0
-    out = capsys.readouterr().out
-    assert "held-out title → body recall@10, before training" in out
-    store = TableStore(str(tmp_path / "store"))
-    metrics = store.info("docs", 0).metadata["metrics"]
-    [run_record] = RunLog(store.uri).list("docs")
-
-    text = build_report(store, run_record.run_id)
-    retrieval = text.split("<table id=retrieval>")[1].split("</table>")[0]
-    rows = re.findall(r"<tr><td>([^<]+)</td><td class=n>([^<]+)</td><td class=n>([^<]+)</td>", retrieval)
-    assert rows == [(name.replace("_at_", "@"), f"{metrics[f'retrieval_{name}_start']:.4f}",
-                     f"{metrics[f'retrieval_{name}']:.4f}") for name in ("mrr_at_10", "recall_at_10")]
-    curve = Page(text).find("polyline", **{"data-name": "contrastive"})
-    assert len(curve) == 1 and len(curve[0]["points"].split()) == 96 // 8  # one epoch: a point per step
-    [epoch] = store.info("docs", 0).metadata["encoder"]["epochs"]
-    assert epoch["loss"] == pytest.approx(np.mean(epoch["step_losses"]))
-    steps = text.split("<svg id=steps-contrastive")[1].split("</svg>")[0]
-    assert _assert_round_ticks(steps, "x-tick")[-1] >= 12
-    corpus = dict(re.findall(r"<tr><th>([^<]+)</th><td class=n>([^<]+)</td></tr>",
-                             text.split("<table id=corpus>")[1].split("</table>")[0]))
-    assert corpus == {"shards read": "1", "documents": f"{_documents(SAMPLE_SHARDS[:1]):,}"}  # whole documents

@@ -1,7 +1,9 @@
 """End to end: a tiny encoder job (new BERT + corpus tokenizer, MLM then contrastive on Ray Train,
 a worker failure restored from its checkpoint, Ray batch embedding) publishes a document table
-with its model, which sentence-transformers loads as it is; `firth search` finds a document by its own text."""
+with its model, which sentence-transformers loads as it is; `firth search` finds a document by its own text;
+the run's report shows retrieval before and after training and the loss per step."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,12 @@ import pytest
 from firth.pipelines.cli.main import main
 from firth.pipelines.config import load_config
 from firth.pipelines.job import run
+from firth.pipelines.ops.report import build_report
+from firth.pipelines.ops.run_records import RunLog
 from firth.schemas.store import TableStore
 from firth.workers.encoder.search import open_search
 from tests.helpers import write_job
+from tests.helpers.report_pages import Page, assert_round_ticks, documents
 
 pytestmark = pytest.mark.slow  # every test here starts Ray, Dask, Beam, a server or a subprocess
 
@@ -85,6 +90,23 @@ def test_encoder_job_publishes_a_document_table_with_its_model_and_search_finds_
     assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5) and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     assert main(["search", "docs", "   ", "--store", config.store.uri]) == 2
     assert "query text is empty" in capsys.readouterr().err
+
+    # The run's report: retrieval before and after training, the contrastive loss per step, the corpus.
+    [run_record] = RunLog(store.uri).list("docs")
+    page = build_report(store, run_record.run_id)
+    retrieval = page.split("<table id=retrieval>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=n>([^<]+)</td><td class=n>([^<]+)</td>", retrieval)
+    assert rows == [(name.replace("_at_", "@"), f"{metrics[f'retrieval_{name}_start']:.4f}",
+                     f"{metrics[f'retrieval_{name}']:.4f}") for name in ("mrr_at_10", "recall_at_10")]
+    contrastive = meta["encoder"]["epochs"][1]
+    assert contrastive["loss"] == pytest.approx(np.mean(contrastive["step_losses"]))
+    curve = Page(page).find("polyline", **{"data-name": "contrastive"})
+    assert len(curve) == 1 and len(curve[0]["points"].split()) == len(contrastive["step_losses"])  # a point per step
+    steps = page.split("<svg id=steps-contrastive")[1].split("</svg>")[0]
+    assert assert_round_ticks(steps, "x-tick")[-1] >= len(contrastive["step_losses"])
+    corpus = dict(re.findall(r"<tr><th>([^<]+)</th><td class=n>([^<]+)</td></tr>",
+                             page.split("<table id=corpus>")[1].split("</table>")[0]))
+    assert corpus == {"shards read": "1", "documents": f"{documents(sorted((tmp_path / 'corpus').glob('*'))):,}"}
 
 
 def test_encoder_config_names_a_bad_key_and_the_checkpoint(tmp_path, capsys):

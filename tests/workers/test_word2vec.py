@@ -217,14 +217,6 @@ def _train(tokens, tmp, name, config=CONFIG, **kw):
 
 
 @pytest.mark.slow
-def test_one_worker_same_seed_gives_identical_vectors(ray_session, tokens_dir, tmp_path):
-    config = CONFIG.model_copy(update={"num_workers": 1, "epochs": 2})
-    first, second = (_train(tokens_dir, tmp_path, name, config) for name in ("a", "b"))
-    np.testing.assert_array_equal(first.vectors, second.vectors)
-    assert first.epoch_losses == second.epoch_losses and first.epoch_losses[1] < first.epoch_losses[0]
-
-
-@pytest.mark.slow
 def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_session, tokens_dir, tmp_path):
     uninterrupted = _train(tokens_dir, tmp_path, "plain")
     losses = uninterrupted.epoch_losses
