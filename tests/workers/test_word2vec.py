@@ -74,6 +74,11 @@ def _table_sigma(f):  # the kernel's table: σ at the centre of f's cell of widt
     return 1 / (1 + np.exp(-((np.floor((f + 6) * 1000 / 12) + 0.5) * 12 / 1000 - 6)))
 
 
+def _gensim_input(syn0, rows):
+    """gensim's skip-gram training input: the word's rows summed over the n-gram count (1 for word2vec)."""
+    return syn0[rows].sum(axis=0) / max(1, len(rows) - 1)
+
+
 def _skipgram_hs_reference(layout, state, ids, counts, window, alpha, seed, per_pair=True):
     """gensim's skip-gram with hierarchical softmax written out in float64, one document, no
     subsampling: for every (centre, context) pair the input (the mean of the centre's rows) is
@@ -92,12 +97,12 @@ def _skipgram_hs_reference(layout, state, ids, counts, window, alpha, seed, per_
         reduced = window - (((r >> 32) * window) >> 32)
         lo, hi = max(0, pos - reduced), min(len(ids), pos + reduced + 1)
         rows = layout.rows[layout.row_offsets[word]:layout.row_offsets[word + 1]]
-        h, total = syn0[rows].mean(axis=0), np.zeros(syn0.shape[1])
+        h, total = _gensim_input(syn0, rows), np.zeros(syn0.shape[1])
         for c in range(lo, hi):
             if c == pos:
                 continue
             if per_pair:
-                h = syn0[rows].mean(axis=0)
+                h = _gensim_input(syn0, rows)
             work = np.zeros(syn0.shape[1])
             target = ids[c]
             for p in range(lengths[target]):

@@ -78,7 +78,8 @@ _subsample = device_function(draws.subsample, next_random=_next_random)
 _window_span = device_function(draws.window_span, next_random=_next_random)
 _noise_draw = device_function(draws.noise_draw, next_random=_next_random)
 _output_gradient = device_function(model.output_gradient)
-_input_step = device_function(model.input_step)
+_skipgram_divisor = device_function(model.skipgram_divisor)
+_input_step = device_function(model.input_step, skipgram_divisor=_skipgram_divisor)
 
 
 def shared_sizes(dim: int, window: int, negative: int, threads: int, cached: bool) -> tuple[int, int]:
@@ -268,8 +269,9 @@ def _train_chunks(state, dim, syn1neg_at, syn1_at, ids, chunk_offsets, chunk_sta
                             if d < dim:
                                 h[i] += state[rows[j] * dim + d]
                         count += 1
+            divisor = _skipgram_divisor(count) if sg else float32(count)  # CBOW: the mean of every row
             for i in range(PER_THREAD):
-                h[i] *= float32(1.0) / float32(count)
+                h[i] *= float32(1.0) / divisor
             for t in range(pairs):
                 for i in range(PER_THREAD):
                     work[i] = 0.0

@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from firth.workers.word2vec.draws import noise_draw, subsample, window_span
-from firth.workers.word2vec.model import input_step, output_gradient
+from firth.workers.word2vec.model import input_step, output_gradient, skipgram_divisor
 
 
 @njit(cache=True, inline="always")
@@ -212,7 +212,7 @@ def _mean_input(syn0, row_offsets, rows, word, h, dim):  # pragma: no cover (com
         row = rows[j]
         for d in range(dim):
             h[d] += syn0[row, d]
-    scale = np.float32(1.0) / np.float32(last - first)
+    scale = np.float32(1.0) / skipgram_divisor(last - first)
     for d in range(dim):
         h[d] *= scale
     return input_step(rows, first, last)

@@ -10,8 +10,8 @@ launch per block of documents).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq

@@ -19,17 +19,21 @@ Parameters: one float32 `state` (R + V·[negative > 0] + (V-1)·[hs], D), so tha
 syncs and one file checkpoints everything: rows [0, R) are the input vectors (syn0; R = V for
 word2vec, V + K for fastText, K = the n-gram buckets some vocabulary word uses, compacted), then
 syn1neg (output vectors for negative sampling), then syn1 (Huffman inner nodes).
-A word's input is the **mean** of its rows `rows[row_offsets[w]:row_offsets[w+1]]`: the word
-itself for word2vec; the word and its n-gram buckets for fastText (schemas/subwords.py). Every
+A word's input is built from its rows `rows[row_offsets[w]:row_offsets[w+1]]` (summed, then divided
+as below): the word itself for word2vec; the word and its n-gram buckets for fastText (schemas/subwords.py). Every
 row of an input receives the full gradient (fastText's and gensim's cbow_mean behaviour).
 Initialisation: input rows uniform in (-1, 1) / D (gensim's and fastText's; word2vec.c's is half
 as wide), output rows 0.
 
+fastText's skip-gram training input is the word's row and its n n-grams summed and divided by n,
+the n-gram count (`skipgram_divisor`), as gensim's training does (its `subwords_len` counts the
+n-grams only); published vectors divide by n + 1 (`word_vectors`), as gensim and Facebook's fastText
+do. Facebook's fastText also trains on the mean over n + 1; firth did until issue 20, and on the
+benchmark corpus (3 seeds each, benchmarks/README.md) that trailed gensim on SimLex-999 by 0.007
+(0.2414 against 0.2481), which dividing by n closed. CBOW divides a window's summed rows by their
+count, as both do.
+
 Where firth differs from gensim 4.4 on purpose (the full comparison: benchmarks/README.md, issue 20):
-- fastText's training input is the mean over the word and its n n-grams, (word + Σ n-grams) / (n + 1),
-  as Facebook's fastText computes it; gensim's training divides the same sum by n (its
-  `subwords_len` counts the n-grams only) and its published vectors by n + 1. gensim's input is
-  therefore (n + 1) / n times firth's (≈ 1.05 for 20 n-grams). Effect not measured separately yet.
 - skip-gram predicts the context from the centre (fastText's orientation; gensim's word2vec
   predicts the centre from each context word): the same pairs, and one input mean per window.
 - the noise distribution count^0.75 is drawn from an alias table (gensim: a cumulative table and
@@ -181,16 +185,26 @@ def output_gradient(f, label, alpha, sig, logsig):  # pragma: no cover (compiled
 
 
 @njit(cache=True, inline="always")
+def skipgram_divisor(n):  # pragma: no cover (compiled)
+    """What a skip-gram input's n summed rows are divided by in training: n - 1, the n-gram count,
+    for a fastText word (its row and n - 1 n-grams), as gensim's training does; 1 for a word2vec
+    word. Not the mean over n (Facebook's fastText): measured against gensim on the benchmark
+    corpus, dividing by n lowered SimLex-999 ρ by 0.007 (module docstring)."""
+    return np.float32(n - 1) if n > 1 else np.float32(1.0)
+
+
+@njit(cache=True, inline="always")
 def input_step(rows, first, last):  # pragma: no cover (compiled)
-    """How far an input's mean moves when each of its listed rows rows[first:last] gets +g: g times
-    (Σ over the distinct rows of multiplicity²) / n, which is 1 unless a row is listed twice (an
-    n-gram twice in a word, "ana" in "banana", or two n-grams in one bucket)."""
+    """How far a skip-gram input (its listed rows rows[first:last] summed, over skipgram_divisor)
+    moves when each listed row gets +g: g times (Σ over the distinct rows of multiplicity²) / the
+    divisor, which is n / divisor unless a row is listed twice (an n-gram twice in a word, "ana" in
+    "banana", or two n-grams in one bucket)."""
     repeats = 0
     for j in range(first + 1, last):
         for k in range(first, j):
             repeats += rows[k] == rows[j]
     n = last - first
-    return np.float32(1.0) + np.float32(2 * repeats) * (np.float32(1.0) / np.float32(n))  # Σ m² / n = 1 + 2 (pairs twice) / n
+    return np.float32(n + 2 * repeats) / skipgram_divisor(n)  # Σ m² = n + 2 (pairs listed twice)
 
 
 @dataclass(frozen=True)
