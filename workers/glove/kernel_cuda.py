@@ -10,7 +10,7 @@ Layout of a launch. A block is (32, WARPS) threads: one warp per co-occurrence e
 across the dimension (lane l owns coordinates l, l + 32, ...). Every lane computes the whole dot
 product itself from broadcast loads (all lanes read the same address: one transaction, and it sums
 in sgd_numba's order, coordinate 0 first), so no warp shuffle or shared memory is needed. The grid
-is persistent (a few blocks per multiprocessor) and strides over the segment's entries in rounds;
+is persistent (BLOCKS_PER_SM blocks a multiprocessor) and strides over the segment's entries in rounds;
 Hogwild: warps update rows in global memory without locks, as glove.c's threads do. Two block
 barriers per round keep a warp's own reads (the dot) before its writes (the update), which the
 CUDA simulator needs too; every warp of a block runs the same number of rounds, so the barriers are
@@ -121,12 +121,15 @@ class DeviceGlove:
         self.state, self.perm = state, torch.arange(self.n, dtype=torch.int32, device=self.device)
         # blocks=1, warps=1: entries in order; fewer lanes: a faster simulator (tests)
         self.blocks, self.warps, self.lanes = blocks or grid_blocks(self.device), warps, lanes
+        # numba views of the tensors, made once: making one synchronises with torch's stream
         self._views = [_device_view(t) for t in (state[0], state[1], *self.tensors)]
+        self._perm_view, self._cost_view = _device_view(self.perm), _device_view(self.cost)
 
     def shuffle(self, seed: int) -> None:
         """A fresh permutation of the entries, drawn on the device; the epoch's cost restarts at 0."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         self.perm = torch.randperm(self.n, generator=generator, dtype=torch.int32, device=self.device)
+        self._perm_view = _device_view(self.perm)
         self.cost.zero_()
 
     def train(self, start: int, count: int) -> None:
@@ -137,8 +140,8 @@ class DeviceGlove:
         stream = cuda.external_stream(torch.cuda.current_stream(self.device).cuda_stream) \
             if self.device.type == "cuda" else 0
         glove_segment[self.blocks, (self.lanes, self.warps), stream](
-            *self._views, _device_view(self.perm), start, count, self.vocab_size, self.x_max, self.alpha, self.eta,
-            _device_view(self.cost))
+            *self._views, self._perm_view, start, count, self.vocab_size, self.x_max, self.alpha, self.eta,
+            self._cost_view)
 
     def epoch_cost(self) -> float:
         """The summed 0.5 f diff^2 of the entries trained since `shuffle` (waits for the device)."""
