@@ -134,7 +134,8 @@ def main() -> None:
     print(f"co-occurrence {prepare_s:.1f} s: V={vocab_size:,}, {n:,} entries", flush=True)
     state = init_state(vocab_size, args.dim, args.seed)
     losses, seconds = train(state, entries, vocab_size, args)
-    result = {"device": args.device, "x_max": args.x_max, "epochs": args.epochs, "dim": args.dim, "window": args.window,
+    result = {"device": args.device, "x_max": args.x_max, "epochs": args.epochs, "dim": args.dim,
+              "window": args.window if args.data else "the statistics'",
               "vocab_size": vocab_size, "entries": n, "prepare_s": round(prepare_s, 1),
               "training_s": round(sum(seconds), 3), "entries_per_s_millions": round(n * args.epochs / sum(seconds) / 1e6, 2),
               "epoch_losses": [round(v, 6) for v in losses],
