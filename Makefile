@@ -10,7 +10,7 @@ $(VENV)/.installed-%-$(HASH): pyproject.toml requirements.lock
 	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[$*]'
 	rm -f $(VENV)/.installed-$*-* && touch $@
 
-.PHONY: install demo test test-fast lint-imports
+.PHONY: install demo test test-fast lint-imports gpu-check-dry
 install: $(VENV)/.installed-test-$(HASH)
 
 demo: $(VENV)/.installed-all-$(HASH)
@@ -27,3 +27,12 @@ test-fast: $(VENV)/.installed-test-$(HASH)
 
 lint-imports: $(VENV)/.installed-test-$(HASH)
 	$(VENV)/bin/lint-imports
+
+# The GPU check's dry run on CPU (benchmarks/README.md, "GPU check"): every step of
+# benchmarks/gpu_check.sh on a tiny export. STATS: vocabulary.parquet and tokens/ of the bench corpus.
+STATS ?= firth-work/bench-stats
+BENCH_CORPUS ?= /work/bench-corpus
+gpu-check-dry: $(VENV)/.installed-all-$(HASH)
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/python benchmarks/gpu_check.py export --tiny --stats $(STATS) \
+		--corpus $(BENCH_CORPUS) --dest firth-work/gpu-tiny
+	DEVICE=cpu PYTHON=$(VENV)/bin/python benchmarks/gpu_check.sh firth-work/gpu-tiny firth-work/gpu-dry

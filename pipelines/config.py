@@ -113,9 +113,11 @@ class GloveConfig(Section):
     epochs: int = Field(15, ge=1)
     learning_rate: float = Field(0.05, gt=0)
     num_workers: int = Field(2, ge=1)  # Ray Train workers
+    # one GPU per worker, the numba-cuda kernel; each holds its share of the matrix in device memory
+    # (16 bytes an entry) and shuffles all of it each epoch. No GPU where training runs: exit 5 at once
     use_gpu: bool = False
     syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
-    shuffle_buffer: int = Field(1_000_000, ge=1)  # co-occurrence entries shuffled together
+    shuffle_buffer: int = Field(1_000_000, ge=1)  # co-occurrence entries shuffled together (CPU workers)
     seed: int = 0
     max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint
     checkpoint_dir: str | None = None  # default: <store>/_checkpoints/<table>; each run in <dir>/<run id>/

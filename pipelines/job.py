@@ -46,13 +46,18 @@ class Published:
 def run(config: JobConfig, *, fault_injection: str | None = None, promote_alias: str | None = None) -> Published:
     """Run every stage under the table's lock (LockHeld, before anything is written, if another run
     holds it), with a run record in the store (firth.pipelines.ops.run_records). `promote_alias`:
-    then move that alias to the new version if it passes the config's promotion rules."""
+    then move that alias to the new version if it passes the config's promotion rules.
+    model.use_gpu without GPUs (on the Ray cluster, or here) is a ConfigError before anything is written."""
     from firth.pipelines.ops.interrupts import cancellable
     from firth.pipelines.ops.lock import run_lock
     from firth.pipelines.ops.run_records import RunRecorder, new_run_id
     from firth.pipelines.ops.scratch import RunScratch, ScratchRoots
     from firth.pipelines.ops.watchdog import tie_to_this_process
 
+    if getattr(config.model, "use_gpu", False):  # before the lock, the run record, any statistics: like a config error
+        from firth.workers.raytrain.harness import check_gpus
+
+        check_gpus(True)
     run_id, store_uri, storage_options = new_run_id(), config.store.uri, config.store.storage_options
     with cancellable(), run_lock(store_uri, config.table, storage_options, run_id=run_id) as lock:
         tie_to_this_process()  # Dask's, Beam's and Ray's processes end with this one, even if it is killed

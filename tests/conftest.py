@@ -11,6 +11,7 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import pytest
 
+import tests.helpers.cudasim  # noqa: F401  (first: numba.cuda is the simulator, before numba loads)
 from tests.helpers.s3 import S3_REGION, MotoServer, free_port  # noqa: F401  (free_port: used by test modules)
 
 # Local Ray for the tests: on loopback, no usage reporting, and a short worker health-check

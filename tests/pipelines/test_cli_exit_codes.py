@@ -109,3 +109,19 @@ def test_an_unknown_log_level_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--log-level", "loud", "runs", "list"])
     assert done.value.code == 2 and "invalid choice: 'loud'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["glove", "word2vec", "fasttext", "encoder"])
+def test_use_gpu_without_a_gpu_exits_5_before_writing_anything(tmp_path, capsys, monkeypatch, model):
+    import torch
+
+    if torch.cuda.device_count():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # without the check the run would take the lock, write its record and fail at the corpus (exit 2)
+    config = _job(tmp_path, model={"model": model, "use_gpu": True})
+    assert main(["run", str(config)]) == 5
+    err = capsys.readouterr().err
+    assert err.startswith("firth: error: model.use_gpu is true but ") and err.count("\n") == 1, err
+    assert "set model.use_gpu: false, or run on a node with a GPU, or give the Ray cluster GPU resources" in err
+    assert not (tmp_path / "store").exists()  # no lock, run record, statistics, checkpoints or table

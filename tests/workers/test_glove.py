@@ -5,11 +5,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from firth.pipelines.config import GloveConfig
-from firth.workers.glove.model import init_state, loss_sum, published_vectors, sgd_numba, sgd_torch, weight
+from firth.workers.glove.model import published_vectors, sgd_numba, weight
 from firth.workers.glove.train import _Shard, scan_parts, train_glove
+from tests.helpers.glove import ONE_ENTRY_COST, tiny_matrix, two_word_state
 
 # ---- kernels ------------------------------------------------------------------------------------
 
@@ -20,24 +20,14 @@ def test_weight_on_hand_values():
     assert weight(np.array([1.0]), x_max=100.0, alpha=0.5)[0] == pytest.approx(0.1)
 
 
-def _two_word_state() -> np.ndarray:
-    """V = 2, D = 2: w_0 = (0.1, -0.2), b_0 = 0.05; w~_1 = (0.3, 0.4), b~_1 = -0.1; AdaGrad sums 0 but row 0."""
-    state = np.zeros((2, 4, 3), dtype=np.float32)
-    state[0, 0] = [0.1, -0.2, 0.05]
-    state[0, 3] = [0.3, 0.4, -0.1]  # context rows start at V = 2
-    state[1] = 0.0
-    state[1, 0] = [0.0, 3.0, 1.0]  # earlier squared steps on row 0: steps divide by sqrt(1 + sum) = 1, 2, sqrt(2)
-    return state
-
-
 def test_numba_one_step_matches_hand_computation():
     # one entry (i=0, j=1, x=4); x_max = 10, alpha = 0.75, eta = 0.05
-    state = _two_word_state()
+    state = two_word_state()
     untouched = state[:, [1, 2]].copy()
     cost = sgd_numba(state[0], state[1], np.array([0], np.int32), np.array([1], np.int32),
                      np.array([4.0], np.float32), 2, 10.0, 0.75, 0.05)
     # diff = w.w~ + b + b~ - log 4 = -1.48629436; f = 0.4^0.75 = 0.50297337; step = eta f diff
-    assert cost == pytest.approx(0.5555519266556235, rel=1e-6)  # 0.5 f diff^2
+    assert cost == pytest.approx(ONE_ENTRY_COST, rel=1e-6)  # 0.5 f diff^2
     np.testing.assert_allclose(state[0, 0], [0.1112135, -0.19252434, 0.07643047], rtol=2e-6)
     np.testing.assert_allclose(state[0, 3], [0.30373783, 0.39252434, -0.06262168], rtol=2e-6)
     step = 0.05 * 0.4 ** 0.75 * (0.03 - 0.08 + 0.05 - 0.1 - np.log(4.0))  # eta f diff
@@ -46,45 +36,6 @@ def test_numba_one_step_matches_hand_computation():
     np.testing.assert_allclose(state[1, 3], grad_c ** 2, rtol=2e-6)  # tiny sums keep full precision
     assert state[1, 3, 0] == pytest.approx(1.397e-5, rel=1e-3)  # would vanish next to a float32 1.0
     np.testing.assert_array_equal(state[:, [1, 2]], untouched)
-
-
-def test_torch_one_entry_step_adds_the_gradient_before_stepping():
-    state = _two_word_state()
-    cost = sgd_torch(torch.from_numpy(state[0]), torch.from_numpy(state[1]), torch.tensor([0]), torch.tensor([1]),
-                     torch.tensor([4.0]), 2, 10.0, 0.75, 0.05)
-    assert cost == pytest.approx(0.5555519266556235, rel=1e-6)
-    step = 0.05 * 0.4 ** 0.75 * (0.03 - 0.08 + 0.05 - 0.1 - np.log(4.0))  # eta f diff
-    grad_w, grad_c = step * np.array([0.3, 0.4, 1.0]), step * np.array([0.1, -0.2, 1.0])  # (D+1,)
-    sums_w, sums_c = np.array([0.0, 3.0, 1.0]) + grad_w ** 2, grad_c ** 2
-    np.testing.assert_allclose(state[1, 0], sums_w, rtol=2e-6)
-    np.testing.assert_allclose(state[1, 3], sums_c, rtol=2e-6)
-    np.testing.assert_allclose(state[0, 0], [0.1, -0.2, 0.05] - grad_w / np.sqrt(1 + sums_w), rtol=2e-6)
-    np.testing.assert_allclose(state[0, 3], [0.3, 0.4, -0.1] - grad_c / np.sqrt(1 + sums_c), rtol=2e-6)
-
-
-def _tiny_matrix(vocab_size: int, seed: int) -> tuple[np.ndarray, ...]:
-    """A symmetric (i, j, x) matrix with every pair present, x in [1, 20]."""
-    rng = np.random.default_rng(seed)
-    upper = rng.integers(1, 21, (vocab_size, vocab_size)).astype(np.float32)
-    dense = np.triu(upper) + np.triu(upper, 1).T
-    i, j = np.nonzero(dense)
-    return i.astype(np.int32), j.astype(np.int32), dense[i, j]
-
-
-def test_torch_kernel_lowers_the_loss():
-    i, j, x = _tiny_matrix(12, seed=1)
-    state = init_state(12, 4, seed=0)
-    before = loss_sum(state[0], 12, i, j, x, 10.0, 0.75)
-    params, gradsq = torch.from_numpy(state[0]), torch.from_numpy(state[1])
-    ti, tj, tx = torch.from_numpy(i).long(), torch.from_numpy(j).long(), torch.from_numpy(x)
-    # one batch: the returned cost is the loss at the batch-start parameters
-    first = sgd_torch(params, gradsq, ti, tj, tx, 12, 10.0, 0.75, 0.05, batch_size=len(i))
-    assert first == pytest.approx(before, rel=1e-5)
-    for _ in range(30):
-        sgd_torch(params, gradsq, ti, tj, tx, 12, 10.0, 0.75, 0.05, batch_size=16)
-    after = loss_sum(state[0], 12, i, j, x, 10.0, 0.75)  # the tensors share `state`'s memory
-    assert after < 0.5 * before
-    assert (state[1] >= 0.0).all()
 
 
 # ---- input checks (no Ray) ----------------------------------------------------------------------
@@ -115,7 +66,7 @@ def test_scan_parts_lists_s3_files_sorted_with_row_groups(s3_bucket):
 
 
 def test_shard_streams_each_entry_once_per_epoch_and_checks_ids(tmp_path):
-    i, j, x = _tiny_matrix(10, seed=3)  # 100 entries
+    i, j, x = tiny_matrix(10, seed=3)  # 100 entries
     for bucket in range(2):
         keep = i % 2 == bucket
         pq.write_table(pa.table({"i": i[keep], "j": j[keep], "x": x[keep]}), tmp_path / f"part-{bucket:05d}.parquet",
@@ -136,7 +87,7 @@ def test_shard_streams_each_entry_once_per_epoch_and_checks_ids(tmp_path):
 def test_checkpoint_dir_of_another_input_is_refused(tmp_path):
     folder = tmp_path / "cooc"
     folder.mkdir()
-    i, j, x = _tiny_matrix(3, seed=0)
+    i, j, x = tiny_matrix(3, seed=0)
     pq.write_table(pa.table({"i": i, "j": j, "x": x}), folder / "part-00000.parquet")
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "input.json").write_text('{"seed": 1}')  # left by a run on other data
@@ -153,7 +104,7 @@ VOCAB = 40
 def cooccurrence_dir(tmp_path_factory):
     """3 bucket files (i % 3), sorted by (i, j), several row groups each: 2 workers get uneven shares."""
     folder = tmp_path_factory.mktemp("cooc")
-    i, j, x = _tiny_matrix(VOCAB, seed=2)
+    i, j, x = tiny_matrix(VOCAB, seed=2)
     for bucket in range(3):
         keep = i % 3 == bucket
         pq.write_table(pa.table({"i": i[keep], "j": j[keep], "x": x[keep]}), folder / f"part-{bucket:05d}.parquet",

@@ -8,9 +8,10 @@ Rows 0..V-1 are the word vectors w_i, rows V..2V-1 the context vectors w~_j; col
 bias (b_i or b~_j). This is glove.c's `W` and `gradsq` side by side, so one all-reduce moves
 both and one file checkpoints both. Published vectors are w + w~ (glove.c `-model 2`).
 
-Two kernels, chosen by device, for the same model and defaults:
-- `sgd_numba`: glove.c's inner loop, one entry at a time, in place (CPU, per thread).
-- `sgd_torch`: batched, for CUDA (also runs on CPU torch for tests).
+Two kernels, chosen by device, for the same model, update and defaults:
+- `sgd_numba` (here): glove.c's inner loop, one entry at a time, in place (CPU, per thread).
+- `glove_segment` (workers/glove/kernel_cuda.py): the same per-entry update on a CUDA device, one
+  warp an entry, a whole epoch segment per launch (Hogwild across warps, as glove.c's threads).
 
 AdaGrad as glove.c does it: the accumulated quantity is (eta * g)^2, a step divides by
 sqrt(1 + sum) (so the first step is the learning rate), and the per-entry loop steps with the
@@ -18,14 +19,10 @@ sum *before* adding the current gradient. glove.c keeps gradsq = 1 + sum in doub
 we keep the float32 `sum` without the 1, so that squared steps far below float32's resolution
 at 1.0 (1.2e-7; common with x_max 100) still accumulate. On the benchmark corpus this changed
 nothing measurable (WordSim-353 rho 0.3043 -> 0.3042), but it keeps the sums faithful.
-
-The batched kernel adds first and then steps: a batch sums many entries into one frequent
-word's gradient, and stepping with the old sum would make that step unbounded; adding first bounds every coordinate's step below 1.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 from numba import njit
 
 
@@ -94,33 +91,3 @@ def sgd_numba(params, gradsq, i, j, x, vocab_size, x_max, alpha, eta):  # pragma
         gradsq[l1, dim] += step * step
         gradsq[l2, dim] += step * step
     return cost
-
-
-def sgd_torch(params: torch.Tensor, gradsq: torch.Tensor, i: torch.Tensor, j: torch.Tensor, x: torch.Tensor,
-              vocab_size: int, x_max: float, alpha: float, eta: float, batch_size: int = 16_384) -> float:
-    """Batched AdaGrad over the entries in order, `batch_size` at a time; same model as `sgd_numba`.
-
-    params, gradsq: (2V, D+1) float32 on one device; i, j: (n,) int64; x: (n,) float32. Within a
-    batch every entry sees the batch-start parameters; gradients of one row are summed (index_add_)
-    before the AdaGrad step. Returns the sum of 0.5 f diff^2 (before each batch's update).
-    """
-    dim = params.shape[1] - 1
-    cost = torch.zeros((), dtype=torch.float64, device=params.device)
-    for start in range(0, i.shape[0], batch_size):
-        bi, bx = i[start:start + batch_size], x[start:start + batch_size]
-        bj = j[start:start + batch_size] + vocab_size
-        w, c = params[bi], params[bj]  # (B, D+1)
-        diff = (w[:, :dim] * c[:, :dim]).sum(1) + w[:, dim] + c[:, dim] - torch.log(bx)  # (B,)
-        fdiff = torch.clamp((bx / x_max) ** alpha, max=1.0) * diff
-        cost += (0.5 * fdiff * diff).sum(dtype=torch.float64)
-        # d/dw = fdiff * [w~, 1], d/dw~ = fdiff * [w, 1]: the bias column's partner is 1
-        w[:, dim] = 1.0
-        c[:, dim] = 1.0
-        grads = fdiff.mul(eta).repeat(2)[:, None] * torch.cat([c, w])  # (2B, D+1): eta * gradient, w rows then w~
-        rows, inverse = torch.unique(torch.cat([bi, bj]), return_inverse=True)
-        row_grads = torch.zeros((rows.shape[0], dim + 1), dtype=params.dtype, device=params.device)
-        row_grads.index_add_(0, inverse, grads)  # (U, D+1), summed per distinct row
-        row_gradsq = gradsq[rows] + row_grads * row_grads
-        gradsq[rows] = row_gradsq
-        params.index_add_(0, rows, row_grads.div_(row_gradsq.add_(1.0).sqrt_()), alpha=-1.0)
-    return float(cost)

@@ -6,11 +6,15 @@ file b holds the keys with i % n_buckets == b). The driver reads only the Parque
 and nothing else. Per epoch it visits its (file, row group) units in an order drawn from
 (seed, epoch, rank), fills a buffer of `shuffle_buffer` entries, permutes it and trains on it, as
 glove.c trains on the output of its `shuffle` tool; memory is the buffer plus one read batch.
+A CUDA worker instead reads its whole share once into device memory and shuffles all of it on
+the device every epoch (workers/glove/kernel_cuda.py: 16 bytes an entry; a share that does not fit
+is refused before training, naming model.num_workers).
 
 Parameters. Every worker holds the whole float32 state of `firth.workers.glove.model` (parameters and AdaGrad
 sums, (2, 2V, D+1)). CPU workers run the numba per-entry kernel on the numpy array; torch tensors
 share that memory (`torch.from_numpy`), so the all-reduce is zero copy. CUDA workers keep the
-state on the GPU and run the batched torch kernel.
+state on the GPU and run the numba-cuda kernel on it in place: one launch per stretch between
+sync points (syncs_per_epoch launches an epoch), the epoch's cost read once at its end.
 
 Sync scheme: sum of deltas. `syncs_per_epoch` times per epoch (at even fractions of each
 worker's own share, so every worker calls all_reduce exactly that many times whatever its share,
@@ -38,7 +42,8 @@ replays the same order.
 
 Determinism: a fixed seed and number of CPU workers give identical bytes, a restored run
 included (an all-reduce of two deltas is one addition). Another number of workers changes the
-result (which entries each sees between syncs); on the GPU index_add_ order is not fixed.
+result (which entries each sees between syncs). On the GPU, warps update rows concurrently
+(Hogwild), so the bytes vary from run to run, as glove.c's with several threads.
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ from firth.pipelines.config import GloveConfig, JobConfig
 from firth.schemas.fs import filesystem
 from firth.schemas.statistics import StatisticsSummary
 from firth.schemas.tables import COOCCURRENCE, check
-from firth.workers.glove.model import init_state, published_vectors, sgd_numba, sgd_torch
+from firth.workers.glove.model import init_state, published_vectors, sgd_numba
 from firth.workers.raytrain.checkpoints import claim, load_state, save_state
 from firth.workers.raytrain.epochs import DeltaSync, EpochPoints
 from firth.workers.raytrain.harness import fit
@@ -184,6 +189,12 @@ class _Shard:
                                      "(GloVe takes log x); drop zero entries when writing the matrix")
                 yield i, j, x
 
+    def entries(self) -> tuple[np.ndarray, ...]:
+        """The whole share in file order (for a device that holds it all): i, j int32, x float32."""
+        parts = [part for unit in self.units for part in self._read(*unit)]
+        return tuple(np.concatenate([p[k] for p in parts]) if parts else np.empty(0, dtype)
+                     for k, dtype in enumerate((np.int32, np.int32, np.float32)))
+
 
 def _permuted(parts: list[tuple[np.ndarray, ...]], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     order = rng.permutation(sum(len(p[0]) for p in parts))
@@ -203,6 +214,12 @@ class _GloveWorker:
         self.state_t = torch.from_numpy(self.state).to(self.device)  # on CPU: the same memory as `state`
         self.sync = DeltaSync(self.state_t, world, loop["sync"])
         self.syncs_per_epoch = config.syncs_per_epoch
+        self.on_device = None  # CUDA: the share and the kernel on the device
+        if self.device.type == "cuda":
+            from firth.workers.glove.kernel_cuda import DeviceGlove  # numba-cuda loads only on GPU workers
+
+            self.on_device = DeviceGlove(self.state_t, *self.shard.entries(), self.vocab_size, config.x_max,
+                                         config.alpha, config.learning_rate)
 
     def share(self, epoch: int) -> int:
         return self.shard.n_entries
@@ -210,8 +227,11 @@ class _GloveWorker:
     def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
         """Shuffled buffers of this worker's entries, cut at the sync points: [cost sum, entries]."""
         config = self.config
+        rng = np.random.default_rng((config.seed, epoch, self.rank))
+        if self.on_device is not None:
+            return device_epoch(self.on_device, int(rng.integers(2**62)), points)
         cost, done = 0.0, 0
-        for i, j, x in self.shard.shuffled(np.random.default_rng((config.seed, epoch, self.rank)), config.shuffle_buffer):
+        for i, j, x in self.shard.shuffled(rng, config.shuffle_buffer):
             pos = 0
             while pos < len(i):
                 take = min(len(i) - pos, points.room(done))
@@ -222,11 +242,7 @@ class _GloveWorker:
 
     def _train(self, i: np.ndarray, j: np.ndarray, x: np.ndarray) -> float:
         c = self.config
-        if self.device.type == "cpu":
-            return sgd_numba(self.state[0], self.state[1], i, j, x, self.vocab_size, c.x_max, c.alpha, c.learning_rate)
-        return sgd_torch(self.state_t[0], self.state_t[1],
-                         *(torch.from_numpy(a).to(self.device, torch.int64) for a in (i, j)),
-                         torch.from_numpy(x).to(self.device), self.vocab_size, c.x_max, c.alpha, c.learning_rate)
+        return sgd_numba(self.state[0], self.state[1], i, j, x, self.vocab_size, c.x_max, c.alpha, c.learning_rate)
 
     def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
         cost, entries = totals[0], int(totals[1])
@@ -234,3 +250,16 @@ class _GloveWorker:
 
     def save(self, folder: Path) -> None:
         save_state(folder, self.state_t.cpu().numpy())
+
+
+def device_epoch(on_device, seed: int, points: EpochPoints) -> list[float]:
+    """One epoch of a DeviceGlove: a fresh device permutation, one launch per stretch up to the next sync
+    point (the all-reduce follows on the same stream), the cost read once: [cost sum, entries]."""
+    on_device.shuffle(seed)
+    done = 0
+    while done < on_device.n:
+        take = min(on_device.n - done, points.room(done))
+        on_device.train(done, take)
+        done += take
+        points.reached(done)
+    return [on_device.epoch_cost(), done]

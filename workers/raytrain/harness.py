@@ -26,6 +26,7 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from firth.pipelines.config import ConfigError
 from firth.schemas.fs import pyarrow_filesystem
 from firth.workers.raytrain.checkpoints import load_state, opened, restored
 from firth.workers.raytrain.console import Channel, Console, FailureCallback, ForwardLogs
@@ -73,9 +74,27 @@ def ray_started_here() -> bool:
 
 
 def check_gpus(use_gpu: bool) -> None:
-    if use_gpu and not ray.cluster_resources().get("GPU"):
-        raise ValueError("model.use_gpu is true but the Ray cluster has no GPU; set model.use_gpu: false "
-                         "or connect to a cluster with GPUs")
+    """model.use_gpu needs GPUs where the training will run (ConfigError, exit 5, if there are none).
+
+    On a cluster (Ray running, or $RAY_ADDRESS naming one: `firth submit` sets it for the job), the
+    cluster's GPU resources decide, not the driver's devices; joining it is cheap. Else the Ray
+    that training would start is local, and it sees this machine's GPUs: torch counts them without
+    starting Ray, so the job can call this before any work."""
+    if not use_gpu:
+        return
+    if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
+        start_ray()  # joins the cluster at $RAY_ADDRESS; nothing when Ray runs
+        if ray.cluster_resources().get("GPU", 0):
+            return
+        where = "the Ray cluster has no GPU resources (ray.cluster_resources())"
+    else:
+        import torch
+
+        if torch.cuda.device_count():
+            return
+        where = "this machine has no GPU that torch can use and no Ray cluster is set ($RAY_ADDRESS)"
+    raise ConfigError(f"model.use_gpu is true but {where}; set model.use_gpu: false, or run on a node with a "
+                      "GPU, or give the Ray cluster GPU resources (ray start --num-gpus N on nodes with GPUs)")
 
 
 def fit(start_worker: Callable[[dict, int, int, Path | None, dict], EpochModel], loop_config: dict, *,
