@@ -4,11 +4,6 @@ from __future__ import annotations
 import os
 import uuid
 
-# The GPU kernels run on the CPU through numba's CUDA simulator (tests/workers/test_word2vec_cuda.py).
-# It must be chosen before numba.cuda is first imported; it changes nothing for numba's CPU njit
-# kernels, and a session with a GPU runs the same tests on the device with NUMBA_ENABLE_CUDASIM=0.
-os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
-
 import pytest
 
 import tests.helpers.cudasim  # noqa: F401  (first: numba.cuda is the simulator, before numba loads)
