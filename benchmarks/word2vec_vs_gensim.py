@@ -141,11 +141,10 @@ def run_firth(model: str, tokens, counts, files, workers: int, threads: int, dat
     cls = FastTextConfig if model == "fasttext" else Word2VecConfig
     config = cls(**model_settings(model), **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
                  threads_per_worker=threads, architecture="cbow" if model == "cbow" else "skipgram",
-                 syncs_per_epoch=syncs, seed=seed)
+                 syncs_per_epoch=syncs, sync=sync, seed=seed)
     with tempfile.TemporaryDirectory() as checkpoints, PeakMemory() as memory:
         start = time.perf_counter()
-        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints,
-                                sync=sync)
+        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints)
         wall = time.perf_counter() - start
     return {"words_per_sec": result.words_per_sec, "wall_s": wall, "peak_gb": memory.peak_total / 2**30,
             "loss": result.epoch_losses[-1], **evaluation(tokens, result.vectors, data)}
@@ -260,7 +259,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32_768, help="examples per torch step (--device)")
     parser.add_argument("--numba", action="store_true", help="--device cpu: the numba kernel instead (reference)")
     parser.add_argument("--skip-gensim", action="store_true")
-    parser.add_argument("--sync", default="sum", choices=["sum", "mean"], help="firth's worker sync")
+    parser.add_argument("--sync", default="sum", choices=["sum", "touched", "mean"], help="firth's worker sync")
     parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
     parser.add_argument("--seeds", type=int, default=1, help="runs per side, seeds 1..N: mean and min-max")
     args = parser.parse_args()

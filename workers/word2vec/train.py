@@ -58,8 +58,9 @@ from firth.schemas import subwords, tables
 from firth.schemas.fs import filesystem, join
 from firth.schemas.statistics import StatisticsSummary
 from firth.workers.raytrain.checkpoints import claim, load_state, save_state
-from firth.workers.raytrain.epochs import DeltaSync, EpochPoints
+from firth.workers.raytrain.epochs import EpochPoints
 from firth.workers.raytrain.harness import fit
+from firth.workers.raytrain.sync import SparseDeltaSync
 from firth.workers.trainers import Trained
 from firth.workers.word2vec.loop import WorkerLoop, read_unit
 from firth.workers.word2vec.model import Layout, init_state, make_layout, word_vectors
@@ -109,7 +110,7 @@ def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: s
 
 def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, config: Word2VecConfig, *,
                    storage_options: dict | None = None, checkpoint_uri: str, fault_injection: str | None = None,
-                   progress: bool = True, initial: np.ndarray | None = None, sync: str = "sum") -> Word2VecResult:
+                   progress: bool = True, initial: np.ndarray | None = None) -> Word2VecResult:
     """Train on the tokens table at `tokens_uri` with `config.num_workers` Ray Train workers.
 
     vocabulary: (V,) tokens in id order; counts: (V,) their corpus counts (descending).
@@ -131,7 +132,7 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
            **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
     loop_config = {"uri": tokens_uri, "storage_options": storage_options, "rank_to_units": rank_to_units,
                    "counts": np.asarray(counts), "layout": layout, "config": config.model_dump(mode="json"),
-                   "fault_injection": fault_injection, "sync": sync, "initial": initial}
+                   "fault_injection": fault_injection, "initial": initial}
     state, meta = fit(_Word2VecWorker, loop_config, run_name=config.model, label=config.model, unit="words",
                       num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
                       epochs=config.epochs, rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
@@ -192,7 +193,8 @@ class _Word2VecWorker:
                 state[:layout.vocab_size][known] = loop["initial"][known]
         self.device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
         self.worker = WorkerLoop(config, layout, loop["counts"], self.device, rank, state)
-        self.sync = DeltaSync(self.worker.state_t, world, loop["sync"])
+        # all_reduce: torch.distributed's in Ray Train; the logical workers' of benchmarks/sync_schemes.py
+        self.sync = SparseDeltaSync(self.worker.state_t, world, config.sync, loop.get("all_reduce"))
         self.syncs_per_epoch = config.syncs_per_epoch
 
     def share(self, epoch: int) -> int:
