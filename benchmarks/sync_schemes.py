@@ -10,12 +10,11 @@
 
 Each logical worker is the real trainer's `_Word2VecWorker` (workers/word2vec/train.py: the
 WorkerLoop with the CPU numba kernel, 1 thread, on its `deal`t share of the units, its own copy of
-the state, its SparseDeltaSync) in its own thread, through the trainer's EpochPoints (the same
-sync points). Their all-reduce is LocalAllReduce (workers/raytrain/sync.py): a sum over the
-logical workers' tensors, where Ray Train's workers call torch.distributed. Between two syncs a
-worker touches only its own copy, so the result is the one N real workers would reach (the
-same bytes: a worker's draws are seeded by (seed, epoch, rank)), whatever the threads' timing.
-Quality does not depend on speed, so this measures it without N machines.
+the state, its SparseDeltaSync at the harness's sync points), run side by side in threads by
+workers/raytrain/logical.py, whose all-reduce sums over the logical workers' tensors where Ray
+Train's workers call torch.distributed. The result is the bytes N Ray workers reach
+(tests/workers/test_word2vec.py checks it against a 2-worker Ray run); quality does not depend on
+speed, so this measures it without N machines.
 
 Settings: benchmarks/word2vec_vs_gensim.py's (dim 100, window 5, negative 5, sample 1e-3,
 5 epochs, alpha 0.025 -> 0.0001), skip-gram with negative sampling, seed 1. Evaluation:
@@ -30,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,57 +49,30 @@ def run(stats: str, files: int | None, epochs: int, workers: int, combine: str, 
     import torch
 
     from firth.pipelines.config import Word2VecConfig
-    from firth.workers.raytrain.epochs import EpochPoints
-    from firth.workers.raytrain.sync import LocalAllReduce
-    from firth.workers.word2vec.model import make_layout, word_vectors
-    from firth.workers.word2vec.train import _Word2VecWorker, deal
+    from firth.workers.raytrain.logical import train_logical
+    from firth.workers.word2vec.model import word_vectors
+    from firth.workers.word2vec.train import _Word2VecWorker, worker_loop
 
     tokens, counts, paths = read_statistics(stats)
     paths = paths[:files] if files else paths
-    units = units_of(paths)
     config = Word2VecConfig(**(SETTINGS | {"epochs": epochs}), architecture="skipgram", num_workers=workers,
                             syncs_per_epoch=syncs, sync=combine, block_words=block_words, seed=seed)
-    layout = make_layout(tokens, config.dim, True, False)
-    reduce = LocalAllReduce(workers)
-    loop = {"uri": str(Path(paths[0]).parent), "storage_options": {}, "rank_to_units": deal(units, workers),
-            "counts": counts, "layout": layout, "config": config.model_dump(mode="json"), "initial": None}
-    models = [_Word2VecWorker(loop | {"all_reduce": reduce.for_rank(rank)}, rank, workers, None, {})
-              for rank in range(workers)]
+    loop = worker_loop(str(Path(paths[0]).parent), tokens, counts, config, {}, units=units_of(paths))
+    layout = loop["layout"]
     torch.set_num_threads(1)
-    sums = np.zeros((workers, 4))
-    failures = []
-
-    def train(rank: int) -> None:
-        model = models[rank]
-        try:
-            for epoch in range(epochs):
-                points = EpochPoints(model, epoch, 0, lambda *a, **k: None, None, rank)
-                sums[rank] += model.train_epoch(epoch, points)
-                points.finish()
-        except BaseException as error:  # a worker that fails would leave the others at the barrier
-            failures.append(error)
-            reduce.barrier.abort()
-            raise
-
     start = time.perf_counter()
-    threads = [threading.Thread(target=train, args=(rank,)) for rank in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    models, sums = train_logical(_Word2VecWorker, loop, workers, epochs)
     seconds = time.perf_counter() - start
-    if failures:
-        raise failures[0]
     states = [m.worker.state for m in models]
     if any(not np.array_equal(states[0], s) for s in states[1:]):
         raise AssertionError("the logical workers' states differ after the last sync")
     sync = models[0].sync
     rows, dim = layout.n_rows, layout.dim
-    total = sums.sum(axis=0)
+    total = sums.sum(axis=0)  # (loss sum, examples, words kept, words) over the epochs
     per_sync = sync.bytes_moved / max(sync.syncs, 1)
     return {"files": len(paths), "words": int(total[3] / epochs), "epochs": epochs, "workers": workers,
             "combine": combine, "syncs_per_epoch": syncs if workers > 1 else 0, "block_words": block_words,
-            "seed": seed, "loss": total[0] / max(total[1], 1.0), "seconds": seconds, "load_average": os.getloadavg(),
+            "seed": seed, "loss": sums[-1][0] / max(sums[-1][1], 1.0), "seconds": seconds, "load_average": os.getloadavg(),
             "state_rows": rows, "rows_per_sync": sync.rows_moved / max(sync.syncs, 1),
             "bytes_per_sync": per_sync, "bytes_per_epoch": per_sync * (syncs if workers > 1 else 0),
             "dense_bytes_per_sync": rows * dim * 4,

@@ -119,20 +119,15 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     alone) creates it and raises in the middle of epoch 2, so the run restores from epoch 1.
     """
     storage_options = dict(storage_options or {})
-    units = scan_tokens(tokens_uri, storage_options)
-    rank_to_units = deal(units, config.num_workers)
+    loop_config = worker_loop(tokens_uri, vocabulary, counts, config, storage_options, initial)
+    units, rank_to_units, layout = loop_config["units"], loop_config["rank_to_units"], loop_config["layout"]
     if len(units) < config.num_workers:
         log.warning("%s: %d tokens row groups for %d workers; %d workers will idle (more corpus shards give more "
                     "tokens files)", tokens_uri, len(units), config.num_workers, config.num_workers - len(units))
-    fasttext = isinstance(config, FastTextConfig) and config.max_n >= config.min_n
-    layout = make_layout(vocabulary, config.dim, config.negative > 0, config.hs,
-                         (config.min_n, config.max_n, config.buckets) if fasttext else None)
     claim(checkpoint_uri, storage_options,
           {"units": units, "vocabulary": len(vocabulary), "counts": int(np.sum(counts)),
            **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
-    loop_config = {"uri": tokens_uri, "storage_options": storage_options, "rank_to_units": rank_to_units,
-                   "counts": np.asarray(counts), "layout": layout, "config": config.model_dump(mode="json"),
-                   "fault_injection": fault_injection, "initial": initial}
+    loop_config["fault_injection"] = fault_injection
     state, meta = fit(_Word2VecWorker, loop_config, run_name=config.model, label=config.model, unit="words",
                       num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
                       epochs=config.epochs, rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
@@ -143,6 +138,20 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
                           epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
                           words_per_sec=meta["words"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9),
                           workers=meta["workers"])
+
+
+def worker_loop(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, config: Word2VecConfig,
+                storage_options: dict, initial: np.ndarray | None = None,
+                units: list[tuple[str, int, int]] | None = None) -> dict:
+    """What every `_Word2VecWorker` gets (Ray Train's, or workers/raytrain/logical.py's): the units of
+    the tokens table (`units`: a subset of them) dealt to config.num_workers, the layout, the config."""
+    units = scan_tokens(tokens_uri, storage_options) if units is None else units
+    fasttext = isinstance(config, FastTextConfig) and config.max_n >= config.min_n
+    layout = make_layout(vocabulary, config.dim, config.negative > 0, config.hs,
+                         (config.min_n, config.max_n, config.buckets) if fasttext else None)
+    return {"uri": tokens_uri, "storage_options": storage_options, "units": units,
+            "rank_to_units": deal(units, config.num_workers), "counts": np.asarray(counts), "layout": layout,
+            "config": config.model_dump(mode="json"), "fault_injection": None, "initial": initial}
 
 
 def scan_tokens(uri: str, storage_options: dict) -> list[tuple[str, int, int]]:
