@@ -37,10 +37,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
-from benchmarks.results import RESULTS, machine, save  # noqa: E402
-from benchmarks.word2vec_vs_gensim import SETTINGS, evaluation, read_statistics, units_of  # noqa: E402
+from benchmarks.results import RESULTS, machine, save
+from benchmarks.word2vec_vs_gensim import SETTINGS, evaluation, read_statistics, units_of
 
 GLOO_SIZES_MB = (0.6, 2.0, 8.0, 30.0, 60.0)  # payloads timed by --gloo (the dense state is ~59 MB)
+# --project's assumptions (not measured here): per-GPU skip-gram speed, the issue's target on one
+# H100; all-reduce bus bandwidth within a node (NVLink 4, NCCL ring, well below its 450 GB/s peak)
+# and between nodes (100 Gb/s Ethernet); a fixed latency per all-reduce call (SparseDeltaSync makes 2)
+GPU_WORDS_PER_S = 20e6
+LINKS_BYTES_PER_S = {"nvlink": 300e9, "ethernet_100g": 12.5e9}
+CALL_LATENCY_S = 50e-6
 
 
 def run(stats: str, files: int | None, epochs: int, workers: int, combine: str, syncs: int, block_words: int,
@@ -54,6 +60,7 @@ def run(stats: str, files: int | None, epochs: int, workers: int, combine: str, 
     from firth.workers.word2vec.train import _Word2VecWorker, worker_loop
 
     tokens, counts, paths = read_statistics(stats)
+    whole = not files or files >= len(paths)
     paths = paths[:files] if files else paths
     config = Word2VecConfig(**(SETTINGS | {"epochs": epochs}), architecture="skipgram", num_workers=workers,
                             syncs_per_epoch=syncs, sync=combine, block_words=block_words, seed=seed)
@@ -70,7 +77,7 @@ def run(stats: str, files: int | None, epochs: int, workers: int, combine: str, 
     rows, dim = layout.n_rows, layout.dim
     total = sums.sum(axis=0)  # (loss sum, examples, words kept, words) over the epochs
     per_sync = sync.bytes_moved / max(sync.syncs, 1)
-    return {"files": len(paths), "words": int(total[3] / epochs), "epochs": epochs, "workers": workers,
+    return {"files": len(paths), "whole_corpus": whole, "words": int(total[3] / epochs), "epochs": epochs, "workers": workers,
             "combine": combine, "syncs_per_epoch": syncs if workers > 1 else 0, "block_words": block_words,
             "seed": seed, "loss": sums[-1][0] / max(sums[-1][1], 1.0), "seconds": seconds, "load_average": os.getloadavg(),
             "state_rows": rows, "rows_per_sync": sync.rows_moved / max(sync.syncs, 1),
@@ -110,6 +117,25 @@ def _gloo_worker(rank: int, world: int, sizes_mb, repeats: int, queue) -> None:
         queue.put(times)
 
 
+def project(runs: list[dict]) -> list[dict]:
+    """Expected words/s on N GPUs from each full-corpus run's syncs and bytes (a projection, the
+    assumptions above): an epoch is words / (N x GPU_WORDS_PER_S) of training plus syncs_per_epoch
+    ring all-reduces of bytes_per_sync, each 2 (N-1)/N x bytes / bandwidth + 2 call latencies."""
+    out = []
+    for run in runs:
+        workers, words = run["workers"], run["words"]
+        compute = words / (workers * GPU_WORDS_PER_S)
+        row = {k: run[k] for k in ("workers", "combine", "syncs_per_epoch", "bytes_per_sync", "bytes_per_epoch")}
+        for link, bandwidth in LINKS_BYTES_PER_S.items():
+            per_sync = (2 * (workers - 1) / workers * run["bytes_per_sync"] / bandwidth + 2 * CALL_LATENCY_S
+                        if workers > 1 else 0.0)
+            sync_s = per_sync * run["syncs_per_epoch"]
+            row[link] = {"sync_s_per_epoch": sync_s, "words_per_s": words / (compute + sync_s),
+                         "ideal_words_per_s": workers * GPU_WORDS_PER_S}
+        out.append(row)
+    return out
+
+
 def merge(entries: list[dict], key: str) -> None:
     """Add runs (or the gloo figures) to results/sync_schemes.json, keeping earlier ones of other settings."""
     path = RESULTS / "sync_schemes.json"
@@ -123,6 +149,10 @@ def merge(entries: list[dict], key: str) -> None:
     for entry in entries if key == "runs" else []:
         entry = entry | stamp | {"command": " ".join(sys.argv)}
         runs[tuple(entry[k] for k in ("files", "epochs", "workers", "combine", "syncs_per_epoch"))] = entry
+    full = [r for r in runs.values() if r.get("whole_corpus") and r["epochs"] == SETTINGS["epochs"]]
+    assumptions = {"gpu_words_per_s": GPU_WORDS_PER_S, "link_bytes_per_s": LINKS_BYTES_PER_S,
+                   "call_latency_s": CALL_LATENCY_S, "corpus_words": full[0]["words"] if full else None}
+    figures["projection"] = {"assumptions": assumptions, "runs": project(full)}
     save("sync_schemes", figures | {"runs": sorted(runs.values(), key=lambda r: (
         -r["files"], -r["epochs"], r["combine"], r["syncs_per_epoch"], r["workers"]))})
 

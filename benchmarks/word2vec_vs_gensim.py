@@ -259,7 +259,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32_768, help="examples per torch step (--device)")
     parser.add_argument("--numba", action="store_true", help="--device cpu: the numba kernel instead (reference)")
     parser.add_argument("--skip-gensim", action="store_true")
-    parser.add_argument("--sync", default="sum", choices=["sum", "touched", "mean"], help="firth's worker sync")
+    parser.add_argument("--sync", default="sum", choices=["sum", "touched", "mean", "aligned"],
+                        help="firth's worker sync (model.sync)")
     parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
     parser.add_argument("--seeds", type=int, default=1, help="runs per side, seeds 1..N: mean and min-max")
     args = parser.parse_args()

@@ -163,8 +163,9 @@ class Word2VecConfig(Section):
     use_gpu: bool = False
     syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
     # how a sync combines the workers' changes of a row (workers/raytrain/sync.py): "sum" applies
-    # them all, "touched" divides by the workers that moved the row, "mean" by all workers
-    sync: Literal["sum", "touched", "mean"] = "sum"
+    # them all, "touched" divides by the workers that moved the row, "mean" by all workers, "aligned" by
+    # how many moved it the same way
+    sync: Literal["sum", "touched", "mean", "aligned"] = "sum"
     block_words: int = Field(200_000, ge=1)  # words per kernel call (progress and sync granularity)
     gpu_batch: int = Field(32_768, ge=1)  # training examples per torch step (GPU)
     seed: int = 0

@@ -37,7 +37,7 @@ CHANGES = [{1: np.array([1.0, 2.0, 3.0], np.float32), 5: np.array([0.5, 0.25, -1
            {5: np.array([1.0, 1.0, 1.0], np.float32)}]
 
 
-@pytest.mark.parametrize("combine", ["sum", "touched", "mean"])
+@pytest.mark.parametrize("combine", ["sum", "touched", "mean", "aligned"])
 def test_sparse_sync_moves_only_changed_rows_and_leaves_every_worker_identical(combine):
     start = _start()
     states = [start.clone() for _ in CHANGES]
@@ -49,11 +49,13 @@ def test_sparse_sync_moves_only_changed_rows_and_leaves_every_worker_identical(c
     summed5 = CHANGES[0][5] + CHANGES[1][5] + CHANGES[2][5]
     expected = {"sum": (CHANGES[0][1], summed5, CHANGES[1][7]),
                 "touched": (CHANGES[0][1], summed5 / 3, CHANGES[1][7]),  # row 5: all three moved it
-                "mean": (CHANGES[0][1] / 3, summed5 / 3, CHANGES[1][7] / 3)}[combine]
+                "mean": (CHANGES[0][1] / 3, summed5 / 3, CHANGES[1][7] / 3),
+                # row 5: |Σ δ|² 13.25 over Σ |δ|² 11.125, the three changes are far from one direction
+                "aligned": (CHANGES[0][1], summed5 / (13.25 / 11.125), CHANGES[1][7])}[combine]
     for row, delta in zip((1, 5, 7), expected):
         np.testing.assert_allclose(states[0][row].numpy(), start[row].numpy() + delta, rtol=1e-6)
-    # payload: the (rows,) counts and the 3 changed rows
-    assert [(s.syncs, s.rows_moved, s.bytes_moved) for s in syncs] == [(1, 3, ROWS * 4 + 3 * DIM * 4)] * 3
+    # payload: the (rows, 2) counts and squares, and the 3 changed rows
+    assert [(s.syncs, s.rows_moved, s.bytes_moved) for s in syncs] == [(1, 3, ROWS * 2 * 4 + 3 * DIM * 4)] * 3
 
 
 def test_sparse_sum_equals_the_dense_sum_of_deltas_exactly():
@@ -73,6 +75,17 @@ def test_sparse_sum_equals_the_dense_sum_of_deltas_exactly():
     assert torch.equal(states[0], dense)
 
 
+def test_aligned_divides_equal_changes_by_their_number_and_sums_orthogonal_ones():
+    start = _start()
+    states = [start.clone() for _ in range(4)]
+    same = np.array([1.0, -2.0, 0.5], np.float32)
+    axes = np.eye(DIM, dtype=np.float32)
+    changes = [{0: same, 1: axes[rank % DIM] * (rank + 1)} for rank in range(3)] + [{0: same}]
+    _sync_all(states, "aligned", changes)
+    np.testing.assert_allclose(states[0][0].numpy(), start[0].numpy() + same, rtol=1e-6)  # 4 equal: the mean
+    np.testing.assert_allclose(states[0][1].numpy(), start[1].numpy() + np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+
+
 def test_a_glove_shaped_state_syncs_by_its_last_axis_in_place():
     """GloVe's (2, 2V, D+1) state: rows are its last axis; the tensor itself is updated."""
     states = [torch.zeros((2, 4, 3)), torch.zeros((2, 4, 3))]
@@ -90,5 +103,5 @@ def test_one_worker_never_syncs_and_an_unknown_combine_is_refused():
     state[0] += 1
     sync()
     assert torch.equal(state[0], before[0] + 1) and sync.syncs == 0
-    with pytest.raises(ValueError, match="sync combine 'avg': choose one of sum, touched, mean"):
+    with pytest.raises(ValueError, match="sync combine 'avg': choose one of sum, touched, mean, aligned"):
         SparseDeltaSync(state, 2, "avg")

@@ -19,6 +19,7 @@ from firth.workers.word2vec.model import (
     keep_probabilities,
     make_layout,
     sigmoid_tables,
+    word_vectors,
 )
 
 # ---- tables -------------------------------------------------------------------------------------

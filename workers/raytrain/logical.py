@@ -33,7 +33,7 @@ def train_logical(model_class, loop: dict, world: int, epochs: int) -> tuple[lis
                 points = EpochPoints(models[rank], epoch, 0, lambda *args, **kwargs: None, None, rank)
                 sums[epoch][rank] = models[rank].train_epoch(epoch, points)
                 points.finish()
-        except BaseException as error:  # the others would wait at the barrier for ever
+        except BaseException as error:  # noqa: BLE001 (raised below; the others would wait at the barrier for ever)
             failures.append(error)
             reduce.barrier.abort()
 

@@ -5,8 +5,8 @@ turns its copy into its delta since the last sync (state - anchor) and all worke
 combination of the deltas to the anchor, so all hold the same state again. Only the rows some
 worker changed travel, in two all-reduces of a fixed layout:
 
-    1. (rows,) int32: how many workers changed each row (a row's delta is nonzero: a row diff
-       against the anchor, so no kernel has to report what it touched);
+    1. (rows, 2) float32: per row, how many workers changed it (a row's delta is nonzero: a row
+       diff against the anchor, so no kernel has to report what it touched) and Σ_i |δ_i|²;
     2. (U, D): the summed deltas of the U rows some worker changed, in row order.
 
 Combinations (`combine`), per row r changed by k_r of the N workers:
@@ -14,21 +14,25 @@ Combinations (`combine`), per row r changed by k_r of the N workers:
                              every worker moves towards the same place (a frequent word) moves N×
     touched   Σ δ_i / k_r    sum for a row one worker moved, the mean for a row all moved
     mean      Σ δ_i / N      model averaging (BlazingText's multi-GPU sync): every update scaled 1/N
+    aligned   Σ δ_i / max(1, |Σ δ_i|² / Σ |δ_i|²)
+                             the divisor is how many workers moved the row the same way: ~1 for
+                             one mover or independent (orthogonal) changes, which sum as Hogwild
+                             would, N for N equal changes (a row all pulled to one place)
 
 "sum" of the touched rows equals the dense all-reduce of the whole delta exactly (the other rows'
-deltas are zeros). The payload per sync is rows × 4 + U × D × 4 bytes against rows × D × 4 dense.
+deltas are zeros). The payload per sync is rows × 8 + U × D × 4 bytes against rows × D × 4 dense.
 The all-reduce is a function (a tensor summed in place across the workers): torch.distributed's
 in Ray Train, LocalAllReduce's for N logical workers in one process (benchmarks/sync_schemes.py, tests).
 """
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 
-COMBINES = ("sum", "touched", "mean")
+COMBINES = ("sum", "touched", "mean", "aligned")
 AllReduce = Callable[[torch.Tensor], None]  # sums a tensor in place across the workers
 
 
@@ -54,20 +58,23 @@ class SparseDeltaSync:
         if self.world == 1:
             return
         delta = self.state.sub_(self.anchor)  # (rows, D) this worker's change since the last sync, in place
-        changed = delta.ne(0).any(dim=1).to(torch.int32)  # (rows,) 1 where this worker moved the row
-        self.all_reduce(changed)  # (rows,) k_r: workers that moved row r
-        rows = changed.nonzero().squeeze(1)  # (U,) same on every worker
+        per_row = torch.stack([delta.ne(0).any(dim=1).to(delta.dtype), delta.square().sum(dim=1)], dim=1)
+        self.all_reduce(per_row)  # (rows, 2): k_r, the workers that moved row r; Σ_i |δ_i|²
+        rows = per_row[:, 0].nonzero().squeeze(1)  # (U,) same on every worker
         moved = delta.index_select(0, rows)  # (U, D)
         self.all_reduce(moved)  # Σ δ_i over the workers
         if self.combine == "touched":
-            moved.div_(changed.index_select(0, rows).unsqueeze(1).to(moved.dtype))
+            moved.div_(per_row[rows, 0].unsqueeze(1))
         elif self.combine == "mean":
             moved.div_(self.world)
+        elif self.combine == "aligned":
+            squares = per_row[rows, 1].clamp(min=torch.finfo(moved.dtype).tiny)  # a tiny change's square: 0
+            moved.div_((moved.square().sum(dim=1) / squares).clamp_(min=1).unsqueeze(1))
         self.anchor.index_add_(0, rows, moved)
         self.state.copy_(self.anchor)
         self.syncs += 1
         self.rows_moved += len(rows)
-        self.bytes_moved += changed.numel() * changed.element_size() + moved.numel() * moved.element_size()
+        self.bytes_moved += (per_row.numel() + moved.numel()) * moved.element_size()
 
 
 class LocalAllReduce:
