@@ -211,7 +211,7 @@ class _Word2VecWorker:
 
     def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
         """[loss sum, examples, words kept, words]"""
-        stats, done = self.worker.epoch(epoch, self.units, self.read, points.reached)
+        stats, done = self.worker.epoch(epoch, self.units, self.read, points.reached, points.room)
         return [*stats, done]
 
     def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
