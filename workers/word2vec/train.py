@@ -9,20 +9,29 @@ order every epoch (as gensim iterates its corpus), and trains on blocks of about
 words (whole documents) with the numba kernel (CPU) or the batched torch kernel (GPU).
 
 Parameters: every worker holds the whole float32 state of workers/word2vec/model.py (input rows,
-syn1neg, syn1: (rows, D)). Sync scheme: sum of deltas, as GloVe's workers/glove/train.py:
-`syncs_per_epoch` times per epoch, at even fractions of each worker's share, each worker
-all-reduces its change since the last sync and all add the sum, so every update made anywhere
-is applied once, as gensim's threads do on one shared array (Hogwild), only later. ("mean",
-model averaging, `train_word2vec(sync="mean")`, would scale every update by 1/workers.) The
-learning rate follows the run-wide linear decay by each worker's position in its own share, so
-all workers decay together.
+syn1neg, syn1: (rows, D)) and trains its own copy between syncs. `syncs_per_epoch` times per epoch,
+at even fractions of each worker's share (a block ends at a sync point), the workers combine their
+changes since the last sync with workers/raytrain/sync.py's SparseDeltaSync: two all-reduces, a
+(rows, 2) float32 of per-row counts and squared norms, then the summed changes of only the rows
+some worker moved (a row diff against the last synced state). `sync` says how a row's changes
+combine; the default, "aligned", divides a row's summed change by |Σ δ_i|² / Σ |δ_i|² (at least 1):
+about 1 where one worker moved the row or the workers' changes are independent, so they add up as
+gensim's Hogwild threads' updates would; N where all N pushed it the same way, as they all do a
+frequent word's row, whose sum ("sum") is an N-fold step. The learning rate follows the run-wide
+linear decay by each worker's position in its own share, so all workers decay together.
 
-The later the sum, the more it costs: on the benchmark corpus (skip-gram, 2 workers) 4 syncs per
-epoch gave WordSim-353 ρ 0.471 against one worker's 0.507, 32 syncs 0.505 but 29 % slower (each
-sync all-reduces the whole state). Within a machine, threads do better: `threads_per_worker`
-Hogwild threads share one worker's state without locks, exactly as gensim's workers do (ρ 0.513
-with 1 worker x 2 threads, at 1.6x one thread's speed). So: one worker per machine, one thread
-per core, and syncs between machines.
+Measured (benchmarks/sync_schemes.py: N logical workers in one process, the same bytes as N Ray
+workers; skip-gram, the benchmark settings; 6 of the bench corpus's 16 tokens files, 3 epochs, seed
+1; benchmarks/README.md): one worker WordSim-353 ρ 0.323, analogies 7.1 %. Four workers at 16 syncs
+per epoch: "aligned" 0.283 / 5.7 % with a last-epoch loss as one worker's (1.93 vs 1.94); "sum" 0.328
+/ 2.6 % but its loss runs away (37.5; at 4 syncs it diverges: 83.4, ρ 0.14); "touched" (divide by the
+workers that moved the row: all of them, for most output rows, through the negatives) 0.224 / 2.0 %;
+"mean" (model averaging, BlazingText's) 0.180 / 1.6 %. So none keeps one worker's quality at 4
+workers yet; "aligned" loses the least. Each sync moved 95.8 k of the 147.9 k rows (65 %: the
+negatives touch most output rows), 39.5 MB against 59.2 MB dense. Within a machine, threads do
+better: `threads_per_worker` Hogwild threads share one worker's state without locks, exactly as
+gensim's workers do (ρ 0.513 with 1 worker x 2 threads, at 1.6x one thread's speed). So: one worker
+per machine, one thread per core, and syncs between machines.
 
 Loss: the mean per trained example (input, target) of -log σ over the scored outputs (target +
 negatives, or the Huffman path); the sums and counts of all workers are all-reduced, so it does
