@@ -125,7 +125,8 @@ def project(runs: list[dict]) -> list[dict]:
     for run in runs:
         workers, words = run["workers"], run["words"]
         compute = words / (workers * GPU_WORDS_PER_S)
-        row = {k: run[k] for k in ("workers", "combine", "syncs_per_epoch", "bytes_per_sync", "bytes_per_epoch")}
+        row = {k: run[k] for k in ("workers", "combine", "syncs_per_epoch", "epochs", "bytes_per_sync",
+                                   "bytes_per_epoch")}
         for link, bandwidth in LINKS_BYTES_PER_S.items():
             per_sync = (2 * (workers - 1) / workers * run["bytes_per_sync"] / bandwidth + 2 * CALL_LATENCY_S
                         if workers > 1 else 0.0)
@@ -149,7 +150,7 @@ def merge(entries: list[dict], key: str) -> None:
     for entry in entries if key == "runs" else []:
         entry = entry | stamp | {"command": " ".join(sys.argv)}
         runs[tuple(entry[k] for k in ("files", "epochs", "workers", "combine", "syncs_per_epoch"))] = entry
-    full = [r for r in runs.values() if r.get("whole_corpus") and r["epochs"] == SETTINGS["epochs"]]
+    full = [r for r in runs.values() if r.get("whole_corpus") and r["workers"] > 1]  # bytes: any epochs
     assumptions = {"gpu_words_per_s": GPU_WORDS_PER_S, "link_bytes_per_s": LINKS_BYTES_PER_S,
                    "call_latency_s": CALL_LATENCY_S, "corpus_words": full[0]["words"] if full else None}
     figures["projection"] = {"assumptions": assumptions, "runs": project(full)}
