@@ -27,7 +27,7 @@ per epoch: "aligned" 0.283 / 5.7 % with a last-epoch loss as one worker's (1.93 
 / 2.6 % but its loss runs away (37.5; at 4 syncs it diverges: 83.4, ρ 0.14); "touched" (divide by the
 workers that moved the row: all of them, for most output rows, through the negatives) 0.224 / 2.0 %;
 "mean" (model averaging, BlazingText's) 0.180 / 1.6 %. On the whole corpus (5 epochs), 4 workers
-"aligned" at 16 syncs: ρ 0.457, analogies 23.9 %, against one worker's 0.507 / 25.1 %: analogies
+"aligned" at 16 syncs: ρ 0.457, analogies 23.9 %, against one worker's 0.516 / 25.5 %: analogies
 hold, ρ does not (issue 15 asks 0.02). A sync moves ~111 k of the 147.9 k rows (the negatives touch
 most output rows), 45.5 MB against 59.2 MB dense, 728 MB per epoch at 2, 4 or 8 workers. Within a machine, threads do
 better: `threads_per_worker` Hogwild threads share one worker's state without locks, exactly as
