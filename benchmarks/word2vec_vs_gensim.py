@@ -20,7 +20,8 @@ Models: sg (skip-gram, negative sampling), sghs (skip-gram, hierarchical softmax
 cbow (negative sampling), fasttext (skip-gram, negative sampling).
 gensim's workers are threads on one shared model (Hogwild); firth's default here is the same
 shape, one Ray Train worker with 2 Hogwild threads (`threads_per_worker`); `--firth-workers 2
---threads 1` runs two Ray Train workers that sum their deltas `--syncs` times per epoch instead.
+--threads 1` runs two Ray Train workers that sync `--syncs` times per epoch instead (`--sync`:
+how; benchmarks/sync_schemes.py compares the ways).
 gensim gets firth's tokens table as sentences (documents, split at gensim's 10,000-word limit),
 so both train on the same words. words/s = corpus words x epochs / training seconds (firth:
 its epoch time, without Ray's start; gensim: `train()`); wall = everything, Ray start included.
@@ -133,8 +134,8 @@ def sentences(tokens: list[str], files: list[str], limit: int = 10_000) -> list[
     return out
 
 
-def run_firth(model: str, tokens, counts, files, workers: int, threads: int, data: str | None, sync: str,
-              syncs: int, seed: int) -> dict:
+def run_firth(model: str, tokens, counts, files, workers: int, threads: int, data: str | None, sync: str | None,
+              syncs: int | None, seed: int) -> dict:
     from benchmarks.glove_bench import PeakMemory
     from firth.pipelines.config import FastTextConfig, Word2VecConfig
     from firth.workers.word2vec.train import train_word2vec
@@ -142,11 +143,10 @@ def run_firth(model: str, tokens, counts, files, workers: int, threads: int, dat
     cls = FastTextConfig if model == "fasttext" else Word2VecConfig
     config = cls(**model_settings(model), **(FASTTEXT if model == "fasttext" else {}), num_workers=workers,
                  threads_per_worker=threads, architecture="cbow" if model == "cbow" else "skipgram",
-                 syncs_per_epoch=syncs, seed=seed)
+                 seed=seed, **{k: v for k, v in (("syncs_per_epoch", syncs), ("sync", sync)) if v is not None})
     with tempfile.TemporaryDirectory() as checkpoints, PeakMemory() as memory:
         start = time.perf_counter()
-        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints,
-                                sync=sync)
+        result = train_word2vec(str(Path(files[0]).parent), tokens, counts, config, checkpoint_uri=checkpoints)
         wall = time.perf_counter() - start
     return {"words_per_sec": result.words_per_sec, "wall_s": wall, "peak_gb": memory.peak_total / 2**30,
             "loss": result.epoch_losses[-1], **evaluation(tokens, result.vectors, data)}
@@ -262,8 +262,9 @@ def main() -> None:
     parser.add_argument("--device", help="cuda or cpu: --models through the worker loop in-process, no Ray "
                                          "(cuda: the numba-cuda kernel; cpu: the numba kernel, one thread)")
     parser.add_argument("--skip-gensim", action="store_true")
-    parser.add_argument("--sync", default="sum", choices=["sum", "mean"], help="firth's worker sync")
-    parser.add_argument("--syncs", type=int, default=4, help="firth's syncs_per_epoch")
+    parser.add_argument("--sync", choices=["sum", "touched", "mean", "aligned"],
+                        help="firth's worker sync (model.sync; default: the config's)")
+    parser.add_argument("--syncs", type=int, help="firth's syncs_per_epoch (default: the config's)")
     parser.add_argument("--seeds", type=int, default=1, help="runs per side, seeds 1..N: mean and min-max")
     args = parser.parse_args()
 

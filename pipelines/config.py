@@ -163,7 +163,14 @@ class Word2VecConfig(Section):
     # on one machine 1 worker x N threads keeps gensim's quality, N workers sync only periodically
     threads_per_worker: int = Field(1, ge=1)
     use_gpu: bool = False
-    syncs_per_epoch: int = Field(4, ge=1)  # parameter synchronisations between workers per epoch
+    # parameter synchronisations between workers per epoch; 16 with "aligned" lost the least quality
+    # at 4 workers (workers/word2vec/train.py); each moves only the rows some worker changed
+    syncs_per_epoch: int = Field(16, ge=1)
+    # how a sync combines the workers' changes of a row (workers/raytrain/sync.py): "aligned" divides
+    # their sum by how many workers moved it the same way, "sum" applies them all (an N-fold step for
+    # a frequent word: diverged at 4 workers), "touched" divides by the workers that moved the row,
+    # "mean" by all workers (model averaging)
+    sync: Literal["sum", "touched", "mean", "aligned"] = "aligned"
     block_words: int = Field(200_000, ge=1)  # words per kernel call (progress and sync granularity)
     seed: int = 0
     max_failures: int = Field(1, ge=0)  # worker failures tolerated; restored from the last checkpoint

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from firth.pipelines.config import Word2VecConfig
-from firth.workers.word2vec.model import alias_table, huffman, init_state, keep_probabilities, make_layout
+from firth.workers.word2vec.model import alias_table, huffman, init_state, keep_probabilities, make_layout, word_vectors
 from tests.helpers.word2vec import corpus, run_numba
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -221,6 +221,29 @@ def _train(tokens, tmp, name, config=CONFIG, **kw):
                           checkpoint_uri=str(tmp / name), progress=False, **kw)
 
 
+def _train_logical(tokens, config=CONFIG):
+    """config.num_workers logical workers in this process (workers/raytrain/logical.py)."""
+    from firth.workers.raytrain.logical import train_logical
+    from firth.workers.word2vec.train import _Word2VecWorker, worker_loop
+
+    folder, counts = tokens
+    loop = worker_loop(folder, [f"w{i}" for i in range(VOCAB)], counts, config, {})
+    models, sums = train_logical(_Word2VecWorker, loop, config.num_workers, config.epochs)
+    return models, sums, loop["layout"]
+
+
+@pytest.mark.parametrize("combine", ["sum", "touched", "mean"])
+def test_logical_workers_hold_one_state_after_every_epoch_and_learn(tokens_dir, combine):
+    config = CONFIG.model_copy(update={"num_workers": 3, "sync": combine})
+    models, sums, _ = _train_logical(tokens_dir, config)
+    for model in models[1:]:
+        np.testing.assert_array_equal(model.worker.state, models[0].worker.state)
+    assert models[0].sync.syncs == config.syncs_per_epoch * config.epochs
+    assert list(sums[:, 3]) == [corpus(VOCAB, 300, seed=2)[1][-1]] * config.epochs  # every word, each epoch
+    losses = sums[:, 0] / sums[:, 1]
+    assert losses[-1] < losses[0]
+
+
 @pytest.mark.slow
 def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_session, tokens_dir, tmp_path):
     uninterrupted = _train(tokens_dir, tmp_path, "plain")
@@ -231,6 +254,10 @@ def test_two_workers_restore_after_a_failure_and_replay_the_same_updates(ray_ses
     assert marker.exists()  # rank 1 failed in epoch 2
     np.testing.assert_array_equal(restored.vectors, uninterrupted.vectors)
     assert restored.epoch_losses == losses
+    # the logical workers of benchmarks/sync_schemes.py reach the same bytes without Ray
+    models, sums, layout = _train_logical(tokens_dir)
+    np.testing.assert_array_equal(word_vectors(layout, models[0].worker.state), uninterrupted.vectors)
+    np.testing.assert_allclose(sums[:, 0] / sums[:, 1], losses, rtol=1e-12)
 
 
 # ---- continued training -------------------------------------------------------------------------

@@ -16,16 +16,17 @@ share that memory (`torch.from_numpy`), so the all-reduce is zero copy. CUDA wor
 state on the GPU and run the numba-cuda kernel on it in place: one launch per stretch between
 sync points (syncs_per_epoch launches an epoch), the epoch's cost read once at its end.
 
-Sync scheme: sum of deltas. `syncs_per_epoch` times per epoch (at even fractions of each
-worker's own share, so every worker calls all_reduce exactly that many times whatever its share,
-even none), each worker turns its state into its delta since the last sync (state - anchor),
-all-reduces the deltas with SUM and adds the sum to the anchor. Between syncs the workers update
-private copies; at a sync every update made anywhere is applied once, as in glove.c, where all
-threads write into one shared matrix without locks (Hogwild). AdaGrad sums are merged the same
-way, so gradsq counts every gradient any worker took. Averaging the deltas instead ("mean",
-model averaging, `_fit(sync="mean")`) scales every update by 1/workers. Measured on a real matrix
-(13 M-token corpus, V = 72,903, 28.5 M entries, D = 100, 5 epochs, 4 syncs/epoch), final loss:
-1 worker 0.01556, 2 workers sum 0.01630, 2 workers mean 0.01834.
+Sync scheme: sum of deltas. `syncs_per_epoch` times per epoch (at even fractions of each worker's
+own share, so every worker calls all_reduce exactly that many times whatever its share, even none),
+each worker turns its state into its delta since the last sync (state - anchor), all-reduces the
+deltas with SUM and adds the sum to the anchor (workers/raytrain/sync.py, whose all-reduce carries
+only the rows some worker changed). Between syncs the workers update private copies; at a sync
+every update made anywhere is applied once, as in glove.c, where all threads write into one shared
+matrix without locks (Hogwild). AdaGrad sums are merged the same way, so gradsq counts every
+gradient any worker took. Averaging the deltas instead ("mean", model averaging,
+`_fit(sync="mean")`) scales every update by 1/workers. Measured on a real matrix (13 M-token
+corpus, V = 72,903, 28.5 M entries, D = 100, 5 epochs, 4 syncs/epoch), final loss: 1 worker
+0.01556, 2 workers sum 0.01630, 2 workers mean 0.01834.
 
 Loss: glove.c's, the mean over all entries of 0.5 f(x) diff^2 taken just before each entry's
 update; the sums and entry counts of all workers are all-reduced, so the figure does not depend
@@ -63,8 +64,9 @@ from firth.schemas.statistics import StatisticsSummary
 from firth.schemas.tables import COOCCURRENCE, check
 from firth.workers.glove.model import init_state, published_vectors, sgd_numba
 from firth.workers.raytrain.checkpoints import claim, load_state, save_state
-from firth.workers.raytrain.epochs import DeltaSync, EpochPoints
+from firth.workers.raytrain.epochs import EpochPoints
 from firth.workers.raytrain.harness import fit
+from firth.workers.raytrain.sync import SparseDeltaSync
 from firth.workers.trainers import Trained
 
 log = logging.getLogger(__name__)
@@ -212,7 +214,7 @@ class _GloveWorker:
         self.state = load_state(folder) if folder is not None else init_state(self.vocab_size, config.dim, config.seed)
         self.device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
         self.state_t = torch.from_numpy(self.state).to(self.device)  # on CPU: the same memory as `state`
-        self.sync = DeltaSync(self.state_t, world, loop["sync"])
+        self.sync = SparseDeltaSync(self.state_t, world, loop["sync"])  # rows: the last axis, (D+1,)
         self.syncs_per_epoch = config.syncs_per_epoch
         self.on_device = None  # CUDA: the share and the kernel on the device
         if self.device.type == "cuda":

@@ -5,7 +5,7 @@ epoch, meets the sync points, sends progress, injects the tests' fault, all-redu
 sums, and reports one checkpoint per epoch (workers/raytrain/checkpoints.py). A model brings:
 
     model.device                        where its tensors live (the sums are all-reduced there)
-    model.syncs_per_epoch, model.sync() parameter syncs per epoch (DeltaSync), 0 for a DDP model,
+    model.syncs_per_epoch, model.sync() parameter syncs per epoch (sync.py's SparseDeltaSync), 0 for a DDP model,
                                         whose gradients are all-reduced at every step instead
     model.share(epoch) -> int           work units (entries, words, steps) this rank does in `epoch`
     model.train_epoch(epoch, points) -> list[float]
@@ -135,26 +135,6 @@ class Progress:
     def epoch(self, epochs_done: int, loss: float, seconds: float) -> None:
         if self.rank == 0:  # seconds measured here: the driver may see the event late (a loaded machine)
             self.channel.put.remote(("epoch", epochs_done, loss, seconds))
-
-
-class DeltaSync:
-    """Sum-of-deltas synchronisation of a state tensor between Ray Train workers (workers/glove/train.py
-    explains the scheme): each call all-reduces every worker's change since the previous call and
-    applies it once ("mean": averaged instead, model averaging). A no-op for one worker."""
-
-    def __init__(self, state: torch.Tensor, world: int, mode: str = "sum"):
-        self.state, self.world, self.mode = state, world, mode
-        self.anchor = state.clone() if world > 1 else None  # the state at the last sync
-
-    def __call__(self) -> None:
-        if self.world == 1:
-            return
-        self.state.sub_(self.anchor)  # this worker's delta since the last sync
-        dist.all_reduce(self.state, op=dist.ReduceOp.SUM)
-        if self.mode == "mean":
-            self.state.div_(self.world)
-        self.anchor.add_(self.state)
-        self.state.copy_(self.anchor)
 
 
 def fault_pending(loop_config: dict) -> bool:

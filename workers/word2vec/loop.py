@@ -90,10 +90,12 @@ class WorkerLoop:
             stats += part_stats
 
     def epoch(self, epoch: int, units: list[Unit], read: Callable[[str, int], tuple[np.ndarray, np.ndarray]],
-              on_block: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, int]:
+              on_block: Callable[[int], None] = lambda done: None,
+              room: Callable[[int], int] = lambda done: 1 << 62) -> tuple[np.ndarray, int]:
         """Train on `units` in order; the learning rate follows the run-wide linear decay by this
         worker's position in its share. `on_block(words done this epoch)` runs before each block
-        (sync points, progress, fault injection). Returns (stats, words)."""
+        (sync points, progress, fault injection); a block ends at block_words or at `room(done)`
+        words, the next sync point, whichever comes first (whole documents). Returns (stats, words)."""
         c = self.config
         share = sum(u[2] for u in units)
         total = c.epochs * max(share, 1)
@@ -103,27 +105,26 @@ class WorkerLoop:
         done = 0
         for path, group, _ in units:
             ids, offsets = read(path, group)
-            for first, last in blocks(offsets, c.block_words):
+            first = 0
+            while first < len(offsets) - 1:
                 on_block(done)
+                last = block_end(offsets, first, min(c.block_words, room(done)))
                 block_ids = ids[offsets[first]:offsets[last]]
                 position = epoch * share + done
                 a0 = c.alpha - (c.alpha - c.min_alpha) * position / total
                 a1 = c.alpha - (c.alpha - c.min_alpha) * (position + len(block_ids)) / total
                 self.train(block_ids, offsets[first:last + 1] - offsets[first], a0, a1, rng_state, stats)
                 done += len(block_ids)
+                first = last
         on_block(done)
         return stats, done
 
 
-def blocks(offsets: np.ndarray, block_words: int):
-    """(first doc, end doc) ranges of whole documents of about block_words words each."""
-    docs = len(offsets) - 1
-    first = 0
-    while first < docs:
-        last = int(np.searchsorted(offsets, offsets[first] + block_words, side="left"))
-        last = min(max(last, first + 1), docs)
-        yield first, last
-        first = last
+def block_end(offsets: np.ndarray, first: int, words: int) -> int:
+    """The end (exclusive) of a block of whole documents from document `first`: the first
+    document boundary at or past `words` words, and at least one document."""
+    last = int(np.searchsorted(offsets, offsets[first] + max(words, 1), side="left"))
+    return min(max(last, first + 1), len(offsets) - 1)
 
 
 def read_unit(fs, path: str, group: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,20 +9,30 @@ order every epoch (as gensim iterates its corpus), and trains on blocks of about
 words (whole documents) with the numba kernel (CPU) or the numba-cuda kernel (GPU).
 
 Parameters: every worker holds the whole float32 state of workers/word2vec/model.py (input rows,
-syn1neg, syn1: (rows, D)). Sync scheme: sum of deltas, as GloVe's workers/glove/train.py:
-`syncs_per_epoch` times per epoch, at even fractions of each worker's share, each worker
-all-reduces its change since the last sync and all add the sum, so every update made anywhere
-is applied once, as gensim's threads do on one shared array (Hogwild), only later. ("mean",
-model averaging, `train_word2vec(sync="mean")`, would scale every update by 1/workers.) The
-learning rate follows the run-wide linear decay by each worker's position in its own share, so
-all workers decay together.
+syn1neg, syn1: (rows, D)) and trains its own copy between syncs. `syncs_per_epoch` times per epoch,
+at even fractions of each worker's share (a block ends at a sync point), the workers combine their
+changes since the last sync with workers/raytrain/sync.py's SparseDeltaSync: two all-reduces, a
+(rows, 2) float32 of per-row counts and squared norms, then the summed changes of only the rows
+some worker moved (a row diff against the last synced state). `sync` says how a row's changes
+combine; the default, "aligned", divides a row's summed change by |Σ δ_i|² / Σ |δ_i|² (at least 1):
+about 1 where one worker moved the row or the workers' changes are independent, so they add up as
+gensim's Hogwild threads' updates would; N where all N pushed it the same way, as they all do a
+frequent word's row, whose sum ("sum") is an N-fold step. The learning rate follows the run-wide
+linear decay by each worker's position in its own share, so all workers decay together.
 
-The later the sum, the more it costs: on the benchmark corpus (skip-gram, 2 workers) 4 syncs per
-epoch gave WordSim-353 ρ 0.471 against one worker's 0.507, 32 syncs 0.505 but 29 % slower (each
-sync all-reduces the whole state). Within a machine, threads do better: `threads_per_worker`
-Hogwild threads share one worker's state without locks, exactly as gensim's workers do (ρ 0.513
-with 1 worker x 2 threads, at 1.6x one thread's speed). So: one worker per machine, one thread
-per core, and syncs between machines.
+Measured (benchmarks/sync_schemes.py: N logical workers in one process, the same bytes as N Ray
+workers; skip-gram, the benchmark settings; 6 of the bench corpus's 16 tokens files, 3 epochs, seed
+1; benchmarks/README.md): one worker WordSim-353 ρ 0.323, analogies 7.1 %. Four workers at 16 syncs
+per epoch: "aligned" 0.283 / 5.7 % with a last-epoch loss as one worker's (1.93 vs 1.94); "sum" 0.328
+/ 2.6 % but its loss runs away (37.5; at 4 syncs it diverges: 83.4, ρ 0.14); "touched" (divide by the
+workers that moved the row: all of them, for most output rows, through the negatives) 0.224 / 2.0 %;
+"mean" (model averaging, BlazingText's) 0.180 / 1.6 %. On the whole corpus (5 epochs), 4 workers
+"aligned" at 16 syncs: ρ 0.457, analogies 23.9 %, against one worker's 0.516 / 25.5 %: analogies
+hold, ρ does not (issue 15 asks 0.02). A sync moves ~111 k of the 147.9 k rows (the negatives touch
+most output rows), 45.5 MB against 59.2 MB dense, 728 MB per epoch at 2, 4 or 8 workers. Within a machine, threads do
+better: `threads_per_worker` Hogwild threads share one worker's state without locks, exactly as
+gensim's workers do (ρ 0.513 with 1 worker x 2 threads, at 1.6x one thread's speed). So: one worker
+per machine, one thread per core, and syncs between machines.
 
 Loss: the mean per trained example (input, target) of -log σ over the scored outputs (target +
 negatives, or the Huffman path); the sums and counts of all workers are all-reduced, so it does
@@ -58,8 +68,9 @@ from firth.schemas import subwords, tables
 from firth.schemas.fs import filesystem, join
 from firth.schemas.statistics import StatisticsSummary
 from firth.workers.raytrain.checkpoints import claim, load_state, save_state
-from firth.workers.raytrain.epochs import DeltaSync, EpochPoints
+from firth.workers.raytrain.epochs import EpochPoints
 from firth.workers.raytrain.harness import fit
+from firth.workers.raytrain.sync import SparseDeltaSync
 from firth.workers.trainers import Trained
 from firth.workers.word2vec.loop import WorkerLoop, read_unit
 from firth.workers.word2vec.model import Layout, init_state, make_layout, word_vectors
@@ -109,7 +120,7 @@ def train(config: JobConfig, statistics: StatisticsSummary, *, checkpoint_uri: s
 
 def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, config: Word2VecConfig, *,
                    storage_options: dict | None = None, checkpoint_uri: str, fault_injection: str | None = None,
-                   progress: bool = True, initial: np.ndarray | None = None, sync: str = "sum") -> Word2VecResult:
+                   progress: bool = True, initial: np.ndarray | None = None) -> Word2VecResult:
     """Train on the tokens table at `tokens_uri` with `config.num_workers` Ray Train workers.
 
     vocabulary: (V,) tokens in id order; counts: (V,) their corpus counts (descending).
@@ -118,20 +129,15 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
     alone) creates it and raises in the middle of epoch 2, so the run restores from epoch 1.
     """
     storage_options = dict(storage_options or {})
-    units = scan_tokens(tokens_uri, storage_options)
-    rank_to_units = deal(units, config.num_workers)
+    loop_config = worker_loop(tokens_uri, vocabulary, counts, config, storage_options, initial)
+    units, rank_to_units, layout = loop_config["units"], loop_config["rank_to_units"], loop_config["layout"]
     if len(units) < config.num_workers:
         log.warning("%s: %d tokens row groups for %d workers; %d workers will idle (more corpus shards give more "
                     "tokens files)", tokens_uri, len(units), config.num_workers, config.num_workers - len(units))
-    fasttext = isinstance(config, FastTextConfig) and config.max_n >= config.min_n
-    layout = make_layout(vocabulary, config.dim, config.negative > 0, config.hs,
-                         (config.min_n, config.max_n, config.buckets) if fasttext else None)
     claim(checkpoint_uri, storage_options,
           {"units": units, "vocabulary": len(vocabulary), "counts": int(np.sum(counts)),
            **config.model_dump(mode="json", include=RESUMABLE_WITH_SAME)}, RESUMABLE_WITH_SAME)
-    loop_config = {"uri": tokens_uri, "storage_options": storage_options, "rank_to_units": rank_to_units,
-                   "counts": np.asarray(counts), "layout": layout, "config": config.model_dump(mode="json"),
-                   "fault_injection": fault_injection, "sync": sync, "initial": initial}
+    loop_config["fault_injection"] = fault_injection
     state, meta = fit(_Word2VecWorker, loop_config, run_name=config.model, label=config.model, unit="words",
                       num_workers=config.num_workers, use_gpu=config.use_gpu, max_failures=config.max_failures,
                       epochs=config.epochs, rank_to_share=[sum(u[2] for u in us) for us in rank_to_units],
@@ -142,6 +148,20 @@ def train_word2vec(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, c
                           epoch_losses=meta["epoch_losses"], epochs_run=meta["epochs_done"],
                           words_per_sec=meta["words"] * len(meta["epoch_seconds"]) / max(seconds, 1e-9),
                           workers=meta["workers"])
+
+
+def worker_loop(tokens_uri: str, vocabulary: list[str], counts: np.ndarray, config: Word2VecConfig,
+                storage_options: dict, initial: np.ndarray | None = None,
+                units: list[tuple[str, int, int]] | None = None) -> dict:
+    """What every `_Word2VecWorker` gets (Ray Train's, or workers/raytrain/logical.py's): the units of
+    the tokens table (`units`: a subset of them) dealt to config.num_workers, the layout, the config."""
+    units = scan_tokens(tokens_uri, storage_options) if units is None else units
+    fasttext = isinstance(config, FastTextConfig) and config.max_n >= config.min_n
+    layout = make_layout(vocabulary, config.dim, config.negative > 0, config.hs,
+                         (config.min_n, config.max_n, config.buckets) if fasttext else None)
+    return {"uri": tokens_uri, "storage_options": storage_options, "units": units,
+            "rank_to_units": deal(units, config.num_workers), "counts": np.asarray(counts), "layout": layout,
+            "config": config.model_dump(mode="json"), "fault_injection": None, "initial": initial}
 
 
 def scan_tokens(uri: str, storage_options: dict) -> list[tuple[str, int, int]]:
@@ -192,7 +212,8 @@ class _Word2VecWorker:
                 state[:layout.vocab_size][known] = loop["initial"][known]
         self.device = ray.train.torch.get_device() if config.use_gpu else torch.device("cpu")
         self.worker = WorkerLoop(config, layout, loop["counts"], self.device, rank, state)
-        self.sync = DeltaSync(self.worker.state_t, world, loop["sync"])
+        # all_reduce: torch.distributed's in Ray Train; the logical workers' of benchmarks/sync_schemes.py
+        self.sync = SparseDeltaSync(self.worker.state_t, world, config.sync, loop.get("all_reduce"))
         self.syncs_per_epoch = config.syncs_per_epoch
 
     def share(self, epoch: int) -> int:
@@ -200,7 +221,7 @@ class _Word2VecWorker:
 
     def train_epoch(self, epoch: int, points: EpochPoints) -> list[float]:
         """[loss sum, examples, words kept, words]"""
-        stats, done = self.worker.epoch(epoch, self.units, self.read, points.reached)
+        stats, done = self.worker.epoch(epoch, self.units, self.read, points.reached, points.room)
         return [*stats, done]
 
     def summary(self, totals: list[float], seconds: float, meta: dict) -> tuple[float, dict, dict]:
