@@ -240,6 +240,10 @@ def _train_chunks(state, dim, syn1neg_at, syn1_at, ids, chunk_offsets, chunk_sta
     n = info[0]
     loss, examples = 0.0, 0
     for pos in range(n):
+        # every thread has read the previous window's lists (info, slots, pairs) before thread 0
+        # rewrites them: without this barrier a thread still reading position pos - 1 (a window with
+        # no pair skips every other barrier) can take lo/hi of pos and the rest of pos - 1
+        cuda.syncthreads()
         if tid == 0:
             r = _window_lists(pos, n, kept, sg, window, negative, alias_prob, alias_idx, r, info, slot_word,
                               pair_target, pair_len, pair_outs)
