@@ -59,6 +59,7 @@ from numba import cuda, float32, int32
 from firth.workers.word2vec import draws, model
 
 CHUNK = 256  # words per thread block, before subsampling ("a few hundred": many chunks in flight)
+INFO = 5  # shared ints describing the current window (see _train_chunks)
 PER_THREAD = 4  # row elements each thread holds (in registers): dim / 4 threads per block
 GROUP = 32  # output scores reduced together (a pair's target and noise words; a Huffman path in pieces)
 SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block gets without opting in
@@ -84,10 +85,11 @@ _input_step = device_function(model.input_step, skipgram_divisor=_skipgram_divis
 
 def shared_sizes(dim: int, window: int, negative: int, threads: int, cached: bool) -> tuple[int, int]:
     """(float32 cells, int32 cells) of a block's dynamic shared memory: row cache (current, at
-    load), reduction scratch and scores, then the window's lists (see `_window_lists`)."""
+    load), reduction scratch and scores; then the chunk's kept words, the window's INFO cells and
+    its lists (see `_window_lists`)."""
     slots = 2 * window + negative
     cache = 2 * slots * dim if cached and negative > 0 else 0
-    return cache + GROUP * threads + GROUP, slots + 2 * (2 * window) + 2 * window * (negative + 1)
+    return cache + GROUP * threads + GROUP, CHUNK + INFO + slots + 2 * (2 * window) + 2 * window * (negative + 1)
 
 
 _shared_sizes = cuda.jit(device=True)(shared_sizes)
@@ -211,19 +213,23 @@ def _train_chunks(state, dim, syn1neg_at, syn1_at, ids, chunk_offsets, chunk_sta
     """One thread block trains chunk blockIdx.x (module docstring). state: (rows x dim,) float32, the
     flat (rows, dim) state; syn1neg_at, syn1_at: the first row of each output block."""
     chunk, tid, threads = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
-    kept = cuda.shared.array(CHUNK, int32)  # the chunk's words after subsampling
-    info = cuda.shared.array(5, int32)  # [kept words, lo, hi, pairs, slots] of the current window
+    # All shared memory is the dynamic allocation: numba's CUDA simulator (the CI tests) gives static
+    # shared arrays out per call site without a lock, so two threads of a block could each get an
+    # array of their own (seen as garbage word ids); the dynamic buffer is made once per block.
     floats = cuda.shared.array(0, float32)
     ints = cuda.shared.array(0, int32)  # the same dynamic memory (every dynamic array starts there)
     n_floats, _ = _shared_sizes(dim, window, negative, threads, cached)
     cache = n_floats - GROUP * threads - GROUP  # 2 x slots x dim or 0
     cur, at_load = floats[:cache // 2], floats[cache // 2:cache]
     red, scores = floats[cache:cache + GROUP * threads], floats[cache + GROUP * threads:n_floats]
+    kept = ints[n_floats:n_floats + CHUNK]  # the chunk's words after subsampling
+    info = ints[n_floats + CHUNK:n_floats + CHUNK + INFO]  # [kept words, lo, hi, pairs, slots] of the window
+    lists = n_floats + CHUNK + INFO
     slots = 2 * window + negative
-    slot_word = ints[n_floats:n_floats + slots]
-    pair_target = ints[n_floats + slots:n_floats + slots + 2 * window]
-    pair_len = ints[n_floats + slots + 2 * window:n_floats + slots + 4 * window]
-    pair_outs = ints[n_floats + slots + 4 * window:]
+    slot_word = ints[lists:lists + slots]
+    pair_target = ints[lists + slots:lists + slots + 2 * window]
+    pair_len = ints[lists + slots + 2 * window:lists + slots + 4 * window]
+    pair_outs = ints[lists + slots + 4 * window:]
     stride = negative + 1
     h = cuda.local.array(PER_THREAD, float32)  # (D / threads,) the input's mean
     grad = cuda.local.array(PER_THREAD, float32)  # the input's accumulated gradient
@@ -240,10 +246,6 @@ def _train_chunks(state, dim, syn1neg_at, syn1_at, ids, chunk_offsets, chunk_sta
     n = info[0]
     loss, examples = 0.0, 0
     for pos in range(n):
-        # every thread has read the previous window's lists (info, slots, pairs) before thread 0
-        # rewrites them: without this barrier a thread still reading position pos - 1 (a window with
-        # no pair skips every other barrier) can take lo/hi of pos and the rest of pos - 1
-        cuda.syncthreads()
         if tid == 0:
             r = _window_lists(pos, n, kept, sg, window, negative, alias_prob, alias_idx, r, info, slot_word,
                               pair_target, pair_len, pair_outs)
