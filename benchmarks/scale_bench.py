@@ -20,7 +20,8 @@ statistics stage), after a warm-up task per worker (imports, numba's cache). Mea
                         in the per-shard steps, which the wall rate counts against it)
   driver peak RSS       VmHWM of the driver process (it holds the Dask scheduler too); and its RSS
                         before the run (imports, cluster started)
-  worker peak RSS       VmHWM of each Dask worker process (client.run), and its RSS after the warm-up
+  worker peak RSS       VmHWM of each Dask worker process (client.run), reset before each step, so
+                        that the peak of each step is known too; and its RSS after the warm-up
   spill bytes           everything under _partial/ when MergeCooccurrence starts (word parts, vocabulary
                         pieces, co-occurrence runs: all of them, none is removed before)
   output bytes          the statistics folder after the run
@@ -117,6 +118,13 @@ def _peak_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
+def _reset_peak() -> None:
+    """Start this process's VmHWM again from its current RSS (Linux: 5 written to clear_refs), so that
+    the next read is the peak of what ran since: a worker's peak per step, not per lifetime."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def _warm(_) -> float:
     """On a worker: load what the steps load (kernels, numba's cache), hold the worker a moment."""
     from firth.pipelines.statistics import kernels
@@ -142,24 +150,32 @@ def _timed(fn, item):
 
 class _Clocked:
     """The engine, with seconds per step (wall, and the tasks' own seconds summed: the work the step
-    cost, whether or not every worker had a task) and the bytes under _partial/ when MergeCooccurrence starts."""
+    cost, whether or not every worker had a task), the largest worker's peak RSS in each step, and the
+    bytes under _partial/ when MergeCooccurrence starts."""
 
     def __init__(self, engine, partial_dir: Path):
         self.engine, self.partial_dir = engine, partial_dir
         self.seconds: dict[str, float] = {}
         self.task_seconds: dict[str, float] = {}
         self.driver_peak_after: dict[str, float] = {}  # the driver's peak after each step: which one grew it
+        self.worker_peak_in: dict[str, float] = {}  # the largest worker's peak within each step
+        self.worker_peak: dict[str, float] = {}  # worker address -> its peak over every step
         self.spill_bytes = 0
 
     def map(self, fn, items, label):
         if label == "MergeCooccurrence":
             self.spill_bytes = _du(self.partial_dir)
+        self.engine.client.run(_reset_peak)
         start = time.perf_counter()
         try:
             timed = self.engine.map(partial(_timed, fn), items, label)
         finally:
             self.seconds[label] = self.seconds.get(label, 0) + time.perf_counter() - start
             self.driver_peak_after[label] = _peak_mb()
+            step_peaks = self.engine.client.run(_peak_mb)  # worker address -> MB
+            self.worker_peak_in[label] = max(self.worker_peak_in.get(label, 0), *step_peaks.values())
+            for address, mb in step_peaks.items():
+                self.worker_peak[address] = max(self.worker_peak.get(address, 0), mb)
         self.task_seconds[label] = self.task_seconds.get(label, 0) + sum(seconds for _, seconds in timed)
         return [result for result, _ in timed]
 
@@ -184,7 +200,6 @@ def measure_statistics(shards: list[str], workers: int, memory_mb: float, output
         start = time.perf_counter()
         summary = compute_statistics(listed, config, clocked, location)
         seconds = time.perf_counter() - start
-        worker_peaks = sorted(engine.client.run(_peak_mb).values())
     return {"shards": len(listed), "tokens": summary.n_tokens, "vocab_size": summary.vocab_size,
             "cooccurrence_entries": summary.n_cooccurrence_entries, "seconds": seconds,
             "tokens_per_s_per_worker": summary.n_tokens / seconds / workers, "step_seconds": clocked.seconds,
@@ -192,7 +207,9 @@ def measure_statistics(shards: list[str], workers: int, memory_mb: float, output
             "tokens_per_task_second": summary.n_tokens / sum(clocked.task_seconds.values()),
             "driver_peak_after_step_mb": clocked.driver_peak_after,
             "driver_rss_before_mb": driver_rss_before, "driver_peak_mb": _peak_mb(),
-            "worker_rss_after_warm_up_mb": worker_rss_before, "worker_peak_mb": worker_peaks,
+            "worker_rss_after_warm_up_mb": worker_rss_before,
+            "worker_peak_mb": sorted(clocked.worker_peak.values()),
+            "worker_peak_in_step_mb": clocked.worker_peak_in,
             "spill_bytes": clocked.spill_bytes, "output_bytes": _du(Path(output)), "load_average": os.getloadavg()}
 
 
