@@ -364,6 +364,9 @@ def print_table(report: dict) -> None:
               f"({r['driver_rss_before_mb']:.0f}) | {max(r['worker_peak_mb']):.0f} "
               f"({max(r['worker_rss_after_warm_up_mb']):.0f}) | {r['spill_bytes'] / 2**20:.0f} | "
               f"{r['output_bytes'] / 2**20:.0f} | {r['load_average'][0]:.1f} |")
+    for k, r in report["statistics"].items():
+        steps = ", ".join(f"{step} {mb:.0f}" for step, mb in r.get("worker_peak_in_step_mb", {}).items())
+        print(f"{k}×, the largest worker's peak MB in each step: {steps}")
     for k, r in report["word2vec"].items():
         if "error" in r:
             print(f"word2vec {k}×: {r['error']}")

@@ -3,10 +3,11 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/word2vec_kernel.py --stats STATISTICS_DIR --model sg --words 1000000
 
 Both train one epoch on the first N words of the statistics' tokens table (dim 100, window 5,
-negative 5, sample 1e-3): firth's `train_block` on one thread against gensim's `train` with
-`workers=1`. The figure is CPU *process* time, which a loaded machine disturbs less than wall
-time; gensim's includes its producer thread. (gensim counts the subsampling over the N words,
-firth over the whole corpus: the same rates for frequent words.)
+negative 5, sample 1e-3; sghs: hierarchical softmax, negative 0): firth's `train_block` on one
+thread against gensim's `train` with `workers=1`. The figure is CPU *process* time, which a
+loaded machine disturbs less than wall time; gensim's includes its producer thread. Both sides
+get the whole vocabulary with its corpus counts (gensim: `build_vocab_from_freq`): the same
+Huffman tree, noise table and subsampling rates.
 """
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
 from benchmarks.word2vec_vs_gensim import read_statistics  # noqa: E402
-from firth.workers.word2vec.model import alias_table, init_state, keep_probabilities, make_layout, sigmoid_tables  # noqa: E402
+from firth.workers.word2vec.model import (  # noqa: E402
+    alias_table,
+    huffman,
+    init_state,
+    keep_probabilities,
+    make_layout,
+    sigmoid_tables,
+)
 from firth.workers.word2vec.kernel_numba import train_block  # noqa: E402
 
 
@@ -37,13 +45,15 @@ def first_words(stats: str, words: int) -> tuple[list[str], np.ndarray, np.ndarr
 def firth_seconds(model: str, tokens, counts, ids, offsets) -> tuple[float, float]:
     """(CPU seconds, mean loss per example) of one epoch."""
     fasttext = (3, 6, 2_000_000) if model == "fasttext" else None
-    layout = make_layout(tokens, 100, True, False, fasttext)
+    hs = model == "sghs"
+    negative = 0 if hs else 5
+    layout = make_layout(tokens, 100, negative > 0, hs, fasttext)
     syn0, syn1neg, syn1 = layout.views(init_state(layout, 0))
-    unused = (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))  # no Huffman tree
+    tree = huffman(counts) if hs else (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
 
     def run(ids, offsets, stats):
         train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows,
-                    keep_probabilities(counts, 1e-3), *alias_table(counts), *unused, model != "cbow", 5, False, 5,
+                    keep_probabilities(counts, 1e-3), *alias_table(counts), *tree, model != "cbow", negative, hs, 5,
                     0.025, 0.0001, np.array([1], np.uint64), *sigmoid_tables(), stats)
 
     run(ids[:1000], np.array([0, 1000]), np.zeros(3))  # compile
@@ -53,14 +63,16 @@ def firth_seconds(model: str, tokens, counts, ids, offsets) -> tuple[float, floa
     return time.process_time() - start, stats[0] / stats[1]
 
 
-def gensim_seconds(model: str, tokens, ids, offsets) -> float:
+def gensim_seconds(model: str, tokens, counts, ids, offsets) -> float:
     from gensim.models import FastText, Word2Vec
 
     sentences = [[tokens[i] for i in ids[offsets[k]:offsets[k + 1]]] for k in range(len(offsets) - 1)]
+    hs = model == "sghs"
     trained = (FastText if model == "fasttext" else Word2Vec)(
-        vector_size=100, window=5, negative=5, sample=1e-3, min_count=1, workers=1, sg=int(model != "cbow"),
+        vector_size=100, window=5, negative=0 if hs else 5, hs=int(hs), sample=1e-3, min_count=1, workers=1,
+        sg=int(model != "cbow"),
         epochs=1, **(dict(min_n=3, max_n=6, bucket=2_000_000) if model == "fasttext" else {}))
-    trained.build_vocab(sentences)
+    trained.build_vocab_from_freq(dict(zip(tokens, counts.tolist())))
     start = time.process_time()
     trained.train(sentences, total_examples=len(sentences), epochs=1)
     return time.process_time() - start
@@ -69,7 +81,7 @@ def gensim_seconds(model: str, tokens, ids, offsets) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stats", required=True, help="a statistics folder (vocabulary.parquet, tokens/)")
-    parser.add_argument("--model", choices=["sg", "cbow", "fasttext"], default="sg")
+    parser.add_argument("--model", choices=["sg", "sghs", "cbow", "fasttext"], default="sg")
     parser.add_argument("--words", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2, help="alternate firth and gensim this many times")
     args = parser.parse_args()
@@ -77,7 +89,7 @@ def main() -> None:
     print(f"{args.model}: {len(ids):,} words, one thread each, CPU seconds for one epoch")
     for _ in range(args.rounds):
         ours, loss = firth_seconds(args.model, tokens, counts, ids, offsets)
-        theirs = gensim_seconds(args.model, tokens, ids, offsets)
+        theirs = gensim_seconds(args.model, tokens, counts, ids, offsets)
         print(f"  firth {ours:6.2f} s (loss {loss:.4f})   gensim {theirs:6.2f} s   firth speed / gensim {theirs / ours:.2f}x",
               flush=True)
 

@@ -105,6 +105,7 @@ COUNTS = np.array([9, 7, 5, 4, 2, 1])
     ("sg ns", True, 4, False, None, [0, 1]),
     ("sg ns global rows", True, 4, False, None, [0, 1]),
     ("sg hs", True, 0, True, None, [0, 2, 1, 0, 3, 4, 0, 5, 1, 2]),
+    ("sg ns+hs", True, 4, True, None, [0, 1]),
     ("cbow ns", False, 4, False, None, [0, 2, 1, 0, 3, 4, 0, 5, 1, 2]),
     ("cbow hs", False, 0, True, None, [0, 2, 1, 0, 3, 4, 0, 5, 1, 2]),
     ("fasttext sg ns+hs", True, 3, True, (2, 3, 11), [1, 0]),

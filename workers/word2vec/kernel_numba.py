@@ -30,7 +30,11 @@ the run-wide linear decay).
   table larger than the caches, and the first pass lets their loads overlap instead of each
   waiting for the previous row's update (the later scores then read cached rows).
   Hierarchical softmax: the target's Huffman path (`_hs_path`). A score outside (-MAX_EXP,
-  MAX_EXP) updates nothing (gensim's rule).
+  MAX_EXP) updates nothing (gensim's rule). The tree's top TOP_NODES inner nodes, which nearly
+  every pair walks, are trained in a copy per call (per thread) and shared with syn1 every
+  SHARE_TOP_WORDS words and at the end (`_share_top`): threads see each other's changes to them
+  that much later, instead of contending for their cache lines on every pair; one thread trains
+  exactly as on syn1 itself.
 
 Random numbers: word2vec.c's 64-bit LCG (workers/word2vec/draws.py: the subsampling, window and
 noise draws, which the GPU kernel, kernel_cuda.py, compiles from the same functions), state passed
@@ -45,6 +49,14 @@ from numba import njit
 
 from firth.workers.word2vec.draws import noise_draw, subsample, window_span
 from firth.workers.word2vec.model import input_step, output_gradient, skipgram_divisor
+
+# Hierarchical softmax: every pair walks the root and most walk the nodes just below it, so Hogwild
+# threads that wrote them in place would pass their cache lines back and forth on every pair (two
+# threads took 1.5x the CPU time of one for the same words). Each thread trains the top TOP_NODES
+# inner nodes (62 % of the node visits on the benchmark corpus; the least used of them is on 1 % of
+# pairs) in a copy of its own and shares its change every SHARE_TOP_WORDS words (`_share_top`).
+TOP_NODES = 128
+SHARE_TOP_WORDS = 1024
 
 
 @njit(cache=True, inline="always")
@@ -70,14 +82,35 @@ def _dot(h, syn1, row, dim):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, inline="always")
-def _hs_path(h, grad, target, syn1, codes, points, lengths, alpha, sig, logsig, dim):  # pragma: no cover (compiled)
-    """Hierarchical softmax for one input h and one target: its Huffman path; returns the loss."""
+def _hs_path(h, grad, target, syn1, top, first_top, codes, points, lengths, alpha, sig, logsig,
+             dim):  # pragma: no cover (compiled)
+    """Hierarchical softmax for one input h and one target: its Huffman path, the inner nodes from
+    first_top on in this thread's copy `top` (`_share_top`); returns the loss."""
     loss = np.float32(0.0)
     for p in range(lengths[target]):
         # code bit 1 is the label 0 branch, as in word2vec.c: g = (1 - code - σ) alpha
         row, label = points[target, p], np.float32(1 - codes[target, p])
-        loss += _apply_output(h, grad, row, syn1, label, _dot(h, syn1, row, dim), alpha, sig, logsig, dim)
+        if row >= first_top:
+            row -= first_top
+            loss += _apply_output(h, grad, row, top, label, _dot(h, top, row, dim), alpha, sig, logsig, dim)
+        else:
+            loss += _apply_output(h, grad, row, syn1, label, _dot(h, syn1, row, dim), alpha, sig, logsig, dim)
     return loss
+
+
+@njit(cache=True, inline="always")
+def _share_top(syn1, first_top, top, at_share, dim):  # pragma: no cover (compiled)
+    """Add this thread's change of the top inner nodes since the last share (top - at_share) to
+    the shared syn1, and take syn1's values, which hold the other threads' changes (module
+    docstring). A row no other thread changed takes this thread's value as it is, so one thread
+    trains exactly as without the copy."""
+    for k in range(top.shape[0]):
+        for d in range(dim):
+            shared = syn1[first_top + k, d]
+            value = top[k, d] if shared == at_share[k, d] else shared + (top[k, d] - at_share[k, d])
+            syn1[first_top + k, d] = value
+            top[k, d] = value
+            at_share[k, d] = value
 
 
 @njit(cache=True, inline="always")
@@ -120,6 +153,11 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
     labels = np.empty(2 * window * (negative + 1), dtype=np.float32)
     scores = np.empty(2 * window * (negative + 1), dtype=np.float32)
     starts = np.empty(2 * window + 1, dtype=np.int64)  # target t's output rows: outs[starts[t]:starts[t+1]]
+    # this thread's copy of the Huffman tree's top inner nodes (the highest rows; module docstring)
+    first_top = max(0, syn1.shape[0] - TOP_NODES) if hs else syn1.shape[0]
+    top = syn1[first_top:].copy()  # (TOP_NODES, D)
+    at_share = top.copy()  # their values when last shared
+    since_share = 0
     r = rng_state[0]
     total_words = max(1, ids.shape[0])
     loss, examples, kept_words = 0.0, 0, 0
@@ -128,6 +166,10 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
         alpha = np.float32(alpha_start + (alpha_end - alpha_start) * ((start - doc_offsets[0]) / total_words))
         n, r = subsample(ids, start, doc_offsets[i + 1], keep_prob, kept, r)
         kept_words += n
+        since_share += n
+        if since_share >= SHARE_TOP_WORDS:
+            _share_top(syn1, first_top, top, at_share, dim)
+            since_share = 0
         for pos in range(n):
             lo, hi, r = window_span(pos, n, window, r)
             if hi - lo < 2:
@@ -149,8 +191,8 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
                 for t in range(n_targets):  # one pair at a time, the input moved by each (module docstring)
                     work[:] = 0.0
                     if hs:
-                        loss += _hs_path(h, work, outs[starts[t]], syn1, codes, points, lengths, alpha, sig, logsig,
-                                         dim)
+                        loss += _hs_path(h, work, outs[starts[t]], syn1, top, first_top, codes, points, lengths,
+                                         alpha, sig, logsig, dim)
                     if negative > 0:
                         for j in range(starts[t], starts[t + 1]):
                             # the first pair's scores are current; later pairs score the moved input
@@ -179,7 +221,8 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
                     h[d] *= scale
                 grad[:] = 0.0
                 if hs:
-                    loss += _hs_path(h, grad, kept[pos], syn1, codes, points, lengths, alpha, sig, logsig, dim)
+                    loss += _hs_path(h, grad, kept[pos], syn1, top, first_top, codes, points, lengths, alpha, sig,
+                                     logsig, dim)
                 if negative > 0:
                     m, r = _add_target(kept[pos], negative, alias_prob, alias_idx, r, outs, labels, 0)
                     for j in range(m):
@@ -191,6 +234,7 @@ def train_block(syn0, syn1neg, syn1, ids, doc_offsets, row_offsets, rows, keep_p
                 for c in range(lo, hi):
                     if c != pos:
                         _add_to_rows(syn0, row_offsets, rows, kept[c], grad, dim)
+    _share_top(syn1, first_top, top, at_share, dim)
     rng_state[0] = r
     stats[0] += loss
     stats[1] += examples
