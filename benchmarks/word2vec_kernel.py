@@ -1,11 +1,16 @@
-"""The word2vec / fastText CPU kernel alone against gensim's, one thread each, in one process.
+"""The word2vec / fastText CPU kernel alone against gensim's, in one process, one thread each or more.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/word2vec_kernel.py --stats STATISTICS_DIR --model sg --words 1000000
+    # 2 threads: firth's train_block on two halves of the words at once (Hogwild, as WorkerLoop's
+    # threads), gensim with workers=2
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/word2vec_kernel.py --stats STATISTICS_DIR --model sghs --threads 2
 
 Both train one epoch on the first N words of the statistics' tokens table (dim 100, window 5,
 negative 5, sample 1e-3; sghs: hierarchical softmax, negative 0): firth's `train_block` on one
-thread against gensim's `train` with `workers=1`. The figure is CPU *process* time, which a
-loaded machine disturbs less than wall time; gensim's includes its producer thread. Both sides
+thread against gensim's `train` with `workers=1`. The figures are wall and CPU *process* time; the
+CPU time is what a loaded machine disturbs least (with one thread), and with several threads it
+shows what they cost each other (two threads that contend for rows spend more CPU than one for
+the same words); gensim's includes its producer thread. Both sides
 get the whole vocabulary with its corpus counts (gensim: `build_vocab_from_freq`): the same
 Huffman tree, noise table and subsampling rates.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +48,15 @@ def first_words(stats: str, words: int) -> tuple[list[str], np.ndarray, np.ndarr
     return tokens, counts, ids[:offsets[docs]], offsets[:docs + 1]
 
 
-def firth_seconds(model: str, tokens, counts, ids, offsets) -> tuple[float, float]:
-    """(CPU seconds, mean loss per example) of one epoch."""
+def halves(ids: np.ndarray, offsets: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, offsets) of `parts` runs of whole documents of about equal words (WorkerLoop's split)."""
+    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], parts + 1)).tolist()
+    cuts[0], cuts[-1] = 0, len(offsets) - 1
+    return [(ids[offsets[a]:offsets[b]], offsets[a:b + 1] - offsets[a]) for a, b in zip(cuts, cuts[1:]) if a < b]
+
+
+def firth_seconds(model: str, tokens, counts, ids, offsets, threads: int) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, mean loss per example) of one epoch on `threads` threads."""
     fasttext = (3, 6, 2_000_000) if model == "fasttext" else None
     hs = model == "sghs"
     negative = 0 if hs else 5
@@ -51,31 +64,36 @@ def firth_seconds(model: str, tokens, counts, ids, offsets) -> tuple[float, floa
     syn0, syn1neg, syn1 = layout.views(init_state(layout, 0))
     tree = huffman(counts) if hs else (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
 
-    def run(ids, offsets, stats):
-        train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows,
-                    keep_probabilities(counts, 1e-3), *alias_table(counts), *tree, model != "cbow", negative, hs, 5,
-                    0.025, 0.0001, np.array([1], np.uint64), *sigmoid_tables(), stats)
+    tables = (keep_probabilities(counts, 1e-3), *alias_table(counts), *tree)
+    sig, logsig = sigmoid_tables()
 
-    run(ids[:1000], np.array([0, 1000]), np.zeros(3))  # compile
-    stats = np.zeros(3)
-    start = time.process_time()
-    run(ids, offsets, stats)
-    return time.process_time() - start, stats[0] / stats[1]
+    def run(part: int, ids, offsets) -> np.ndarray:
+        stats = np.zeros(3)
+        train_block(syn0, syn1neg, syn1, ids, offsets, layout.row_offsets, layout.rows, *tables, model != "cbow",
+                    negative, hs, 5, 0.025, 0.0001, np.array([1 + part], np.uint64), sig, logsig, stats)
+        return stats
+
+    run(0, ids[:1000], np.array([0, 1000]))  # compile
+    wall, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(threads) as pool:
+        stats = sum(pool.map(lambda part: run(part[0], *part[1]), enumerate(halves(ids, offsets, threads))))
+    return time.perf_counter() - wall, time.process_time() - cpu, stats[0] / stats[1]
 
 
-def gensim_seconds(model: str, tokens, counts, ids, offsets) -> float:
+def gensim_seconds(model: str, tokens, counts, ids, offsets, threads: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of gensim's `train`, one epoch, `threads` workers."""
     from gensim.models import FastText, Word2Vec
 
     sentences = [[tokens[i] for i in ids[offsets[k]:offsets[k + 1]]] for k in range(len(offsets) - 1)]
     hs = model == "sghs"
     trained = (FastText if model == "fasttext" else Word2Vec)(
-        vector_size=100, window=5, negative=0 if hs else 5, hs=int(hs), sample=1e-3, min_count=1, workers=1,
+        vector_size=100, window=5, negative=0 if hs else 5, hs=int(hs), sample=1e-3, min_count=1, workers=threads,
         sg=int(model != "cbow"),
         epochs=1, **(dict(min_n=3, max_n=6, bucket=2_000_000) if model == "fasttext" else {}))
     trained.build_vocab_from_freq(dict(zip(tokens, counts.tolist())))
-    start = time.process_time()
+    wall, cpu = time.perf_counter(), time.process_time()
     trained.train(sentences, total_examples=len(sentences), epochs=1)
-    return time.process_time() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -84,14 +102,15 @@ def main() -> None:
     parser.add_argument("--model", choices=["sg", "sghs", "cbow", "fasttext"], default="sg")
     parser.add_argument("--words", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2, help="alternate firth and gensim this many times")
+    parser.add_argument("--threads", type=int, default=1, help="firth's threads and gensim's workers")
     args = parser.parse_args()
     tokens, counts, ids, offsets = first_words(args.stats, args.words)
-    print(f"{args.model}: {len(ids):,} words, one thread each, CPU seconds for one epoch")
+    print(f"{args.model}: {len(ids):,} words, {args.threads} thread(s) each, one epoch: wall / CPU seconds")
     for _ in range(args.rounds):
-        ours, loss = firth_seconds(args.model, tokens, counts, ids, offsets)
-        theirs = gensim_seconds(args.model, tokens, counts, ids, offsets)
-        print(f"  firth {ours:6.2f} s (loss {loss:.4f})   gensim {theirs:6.2f} s   firth speed / gensim {theirs / ours:.2f}x",
-              flush=True)
+        wall, cpu, loss = firth_seconds(args.model, tokens, counts, ids, offsets, args.threads)
+        their_wall, their_cpu = gensim_seconds(args.model, tokens, counts, ids, offsets, args.threads)
+        print(f"  firth {wall:6.2f} / {cpu:6.2f} s (loss {loss:.4f})   gensim {their_wall:6.2f} / {their_cpu:6.2f} s   "
+              f"firth words/s / gensim's {their_wall / wall:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
