@@ -41,6 +41,32 @@ def test_spilled_pieces_sum_to_the_in_memory_result():
         assert_same_bytes(merge_cooccurrence(pieces[bucket]), got)
 
 
+
+def test_each_spill_writes_one_piece_per_bucket_and_they_sum_to_the_unspilled_result():
+    # window 20 keeps a 96-entry pair buffer in a 4 KiB budget (runs spill past 64 entries): with 16
+    # buckets, a bucket's share of one spill fits that buffer, so each spill writes one piece per bucket
+    n_buckets, vocab_size = 16, 300
+    ids, offsets = zipf_corpus(4, 6000, vocab_size, 30)
+    expected = CooccurrenceCounter(20, "harmonic", vocab_size)
+    expected.add(ids, offsets)
+    spill_of_piece, pieces, runs_of_spill = [], {b: [] for b in range(n_buckets)}, []
+
+    def spill(bucket, piece):
+        spill_of_piece.append((counter.spills, bucket))
+        pieces[bucket].append(piece)
+
+    counter = CooccurrenceCounter(20, "harmonic", vocab_size, memory_bytes=4096, n_buckets=n_buckets, spill=spill)
+    spill_buckets = counter._spill_buckets
+    counter._spill_buckets = lambda with_dense: (runs_of_spill.append(len(counter._runs)), spill_buckets(with_dense))
+    counter.add(ids, offsets)
+    counter.finish()
+    assert len(runs_of_spill) > 100 and max(runs_of_spill) >= 2  # some spill spans several runs
+    assert {b for s, b in spill_of_piece if s == counter.spills} == set(range(n_buckets))  # finish: every bucket
+    assert len(set(spill_of_piece)) == len(spill_of_piece)  # at most one piece per bucket per spill
+    for bucket, got in enumerate(expected.result(n_buckets)):
+        assert_same_bytes(merge_cooccurrence(pieces[bucket]), got)
+
+
 @pytest.fixture
 def few_file_descriptors():
     """Lower the open-file limit to (open now + 24) for the test: a merge that opened every run at once fails."""

@@ -1,14 +1,18 @@
 """Directed co-occurrence entries (`Cooc`) grouped by output bucket (i % n_buckets), each group sorted by (i, j).
 
 The counter keeps unordered pairs (lo, hi) packed as lo << shift | hi; what leaves it (a spilled
-run, a cached shard's remapped entries) is directed (i, j) and split by bucket. One radix sort
-on the composite key  bucket << 2·shift | i << shift | j  gives all buckets at once.
+run, a cached shard's remapped entries) is directed (i, j) and split by bucket. A cached shard's
+entries: one radix sort on the composite key  bucket << 2·shift | i << shift | j  gives all buckets
+at once. A spill: bucket by bucket, `gather_sparse` / `gather_dense` copy that bucket's directed
+entries out of every in-memory run and the dense block into one bounded buffer, so that each spill
+writes one piece per bucket (a merge then reads few run files per bucket and shard).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from firth.pipelines.statistics.kernels import sorted_runs
 
@@ -79,9 +83,81 @@ def directed_pieces(i: np.ndarray, j: np.ndarray, units: np.ndarray, shift: int,
     return pieces
 
 
-def dense_pairs(dense: np.ndarray, row_start: np.ndarray, shift: int, cells: np.ndarray):
-    """Cells of the dense (lo, hi) block, ascending flat indices (nz,) → (keys lo << shift | hi, units):
-    row-major order of the block is key order, so the keys come sorted."""
-    lo = np.searchsorted(row_start, cells, side="right") - 1
-    hi = cells - row_start[lo] + lo
-    return (lo << shift) | hi, dense[cells]
+def bucket_tags(keys: np.ndarray, shift: int, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Buckets of both ends of unordered pairs keys (n,) lo << shift | hi: (lo % n_buckets, hi % n_buckets),
+    each (n,) of the smallest unsigned type that holds them (1 byte up to 256 buckets). Computed once per
+    spill, so that the per-bucket gathers compare bytes instead of dividing."""
+    dtype = np.min_scalar_type(int(n_buckets) - 1)
+    lo_bucket, hi_bucket = np.empty(len(keys), dtype), np.empty(len(keys), dtype)
+    _fill_bucket_tags(keys, shift, n_buckets, lo_bucket, hi_bucket)
+    return lo_bucket, hi_bucket
+
+
+@njit(cache=True)
+def _fill_bucket_tags(keys, shift, n_buckets, lo_bucket, hi_bucket):
+    mask = (1 << shift) - 1
+    for x in range(len(keys)):
+        lo_bucket[x] = (keys[x] >> shift) % n_buckets
+        hi_bucket[x] = (keys[x] & mask) % n_buckets
+
+
+@njit(cache=True)
+def gather_sparse(keys, units, lo_bucket, hi_bucket, start, bucket, shift, out_keys, out_units, filled):
+    """Append to out_*[filled:] the directed entries (key i << shift | j) of `bucket` made from the unordered
+    pairs keys[start:] (lo << shift | hi, with bucket_tags lo_bucket, hi_bucket): (lo, hi) where lo is in the
+    bucket (units doubled on the diagonal, as the counter's result), (hi, lo) where hi is and hi != lo.
+    Stops before out_* overflows; returns (where to resume in keys, filled); len(keys) when done."""
+    mask = (1 << shift) - 1
+    capacity = len(out_keys)
+    for x in range(start, len(keys)):
+        if filled + 2 > capacity:
+            return x, filled
+        lo_in, hi_in = lo_bucket[x] == bucket, hi_bucket[x] == bucket
+        if lo_in or hi_in:
+            filled = _append_directed(keys[x] >> shift, keys[x] & mask, units[x], lo_in, hi_in, shift,
+                                      out_keys, out_units, filled)
+    return len(keys), filled
+
+
+@njit(cache=True)
+def gather_dense(dense, row_limit, row_start, lo, hi, bucket, n_buckets, shift, out_keys, out_units, filled):
+    """As gather_sparse, over the non-zero cells (lo, hi) of the counter's dense block (see
+    cooccur.dense_layout) from cell (lo, hi) on, row-major. A row lo in the bucket is read whole, any other
+    row only at its columns hi in the bucket. Returns (lo, hi) to resume at and filled; lo == len(row_limit)
+    when done."""
+    capacity = len(out_keys)
+    while lo < len(row_limit):
+        row_in = lo % n_buckets == bucket
+        hi = max(hi, lo)
+        if not row_in:
+            hi += (bucket - hi) % n_buckets  # the first column of the bucket from hi on
+        step = 1 if row_in else n_buckets
+        column_bucket = hi % n_buckets  # kept up to date without a division per cell
+        base = row_start[lo] - lo
+        while hi < row_limit[lo]:
+            if filled + 2 > capacity:
+                return lo, hi, filled
+            value = dense[base + hi]
+            if value != 0:
+                filled = _append_directed(lo, hi, value, row_in, column_bucket == bucket, shift,
+                                          out_keys, out_units, filled)
+            hi += step
+            column_bucket += step
+            if column_bucket >= n_buckets:
+                column_bucket -= n_buckets
+        lo += 1
+        hi = 0
+    return lo, 0, filled
+
+
+@njit(cache=True, inline="always")
+def _append_directed(lo, hi, value, lo_in, hi_in, shift, out_keys, out_units, filled):
+    if lo_in:
+        out_keys[filled] = (lo << shift) | hi
+        out_units[filled] = 2 * value if lo == hi else value  # both directions land on (a, a)
+        filled += 1
+    if hi_in and lo != hi:
+        out_keys[filled] = (hi << shift) | lo
+        out_units[filled] = value
+        filled += 1
+    return filled

@@ -69,9 +69,11 @@ class CooccurrenceCounter:
     runs of distinct pairs come on top, bounded by the shard's number of distinct pairs).
 
     Out of core: with `spill(bucket, piece)`, the in-memory runs are bounded too: once they pass
-    a quarter of memory_bytes they are split by bucket (i % n_buckets) into directed pieces sorted
-    by (i, j) and handed to `spill` (which writes them as run files); `finish()` spills the rest and
-    the dense block the same way. Working memory then stays within about memory_bytes.
+    a quarter of memory_bytes they are spilled, bucket by bucket (i % n_buckets): one directed piece
+    per bucket, sorted by (i, j), handed to `spill` (which writes it as a run file); `finish()` spills
+    the rest together with the dense block. A bucket gets more than one piece of a spill only when its
+    distinct entries overflow the pair buffer (a few buckets, or a very skewed one). Working memory
+    then stays within about memory_bytes.
     """
 
     def __init__(self, window: int, weighting: str, vocab_size: int, memory_bytes: int = DEFAULT_MEMORY_BYTES,
@@ -89,7 +91,8 @@ class CooccurrenceCounter:
         self._spill, self._n_buckets = spill, int(n_buckets)
         self._shift = max(self.vocab_size - 1, 1).bit_length()  # sparse key = lo << shift | hi
         # Without spill: dense block and pair buffer get half of the budget each, runs stay in memory.
-        # With spill: a quarter each for dense block, pair buffer, in-memory runs and spill scratch.
+        # With spill: a quarter each for dense block, pair buffer, in-memory runs and spill scratch
+        # (a spill sorts each bucket in the pair buffer; the scratch holds bucket tags and the piece handed out).
         share = memory_bytes // 4 if spill else memory_bytes // 2
         self._row_limit, self._row_start = dense_layout(self.vocab_size, share // 8)
         self._dense = np.zeros(self._row_start[-1], np.int64)  # (lo, hi) at row_start[lo] + hi - lo
@@ -100,7 +103,7 @@ class CooccurrenceCounter:
         self._filled = 0
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # sorted unique (key, units), sizes decreasing
         self._run_capacity = max(share // 16, 1)  # entries of in-memory runs before they spill
-        self._spill_slice = max(share // bucketing.BYTES_PER_UNDIRECTED_ENTRY, 1024)  # undirected entries bucketed at once
+        self.spills = 0  # times the counter spilled, finish() included
         self.spilled_runs = 0  # pieces handed to `spill`
 
     def add(self, ids: np.ndarray, offsets: np.ndarray) -> None:
@@ -140,7 +143,7 @@ class CooccurrenceCounter:
                 last = self._runs.pop()
                 self._runs[-1] = sorted_runs.merge_sum(*self._runs[-1], *last)
             if self._spill and sum(len(k) for k, _ in self._runs) > self._run_capacity:
-                self._spill_runs()
+                self._spill_buckets(with_dense=False)
         else:
             self._filled = n
 
@@ -153,33 +156,55 @@ class CooccurrenceCounter:
         if self._spill is None:
             raise ValueError("CooccurrenceCounter.finish() needs a spill callback; use result() without one")
         self._flush(final=True)
-        self._spill_runs()
-        # The pair buffer and the runs' share are free now: the dense block's non-zero cells (at most a
-        # share of int64 indices) go out in slices of two shares' worth, so in few, large pieces.
+        self._spill_buckets(with_dense=True)
         self._keys = self._values = np.zeros(0, np.int64)
         self._scratch = (self._keys, self._values)
-        non_zero = np.flatnonzero(self._dense)  # (nnz,) ascending = (lo, hi) key order
-        step = 2 * self._spill_slice
-        for start in range(0, len(non_zero), step):
-            keys, units = bucketing.dense_pairs(self._dense, self._row_start, self._shift, non_zero[start:start + step])
-            self._emit(bucketing.undirected_pieces(keys, units, self._shift, self._n_buckets, self.scale))
         self._dense = np.zeros(0, np.int64)
         self._row_limit, self._row_start = np.zeros(0, np.int64), np.zeros(1, np.int64)
 
-    def _spill_runs(self) -> None:
-        runs, self._runs = self._runs, []
-        while runs:
-            keys, units = runs.pop()
-            for start in range(0, len(keys), self._spill_slice):
-                stop = start + self._spill_slice
-                self._emit(bucketing.undirected_pieces(keys[start:stop], units[start:stop], self._shift,
-                                                       self._n_buckets, self.scale))
-            del keys, units
+    def _spill_buckets(self, with_dense: bool) -> None:
+        """Spill the runs (and, with_dense, the dense block's non-zero cells) as one piece per bucket: its
+        directed entries gathered into the pair buffer (empty between batches), sorted and summed there.
 
-    def _emit(self, pieces) -> None:
-        for bucket, piece in pieces:
-            self._spill(bucket, piece)
+        Extra memory: the runs' bucket tags, 2 bytes a run entry up to 256 buckets (an eighth of the runs),
+        and the piece handed to `spill`, 16 bytes an entry for at most the pair buffer's capacity.
+        """
+        runs, self._runs = self._runs, []
+        tags = [bucketing.bucket_tags(keys, self._shift, self._n_buckets) for keys, _ in runs]  # (lo, hi) buckets
+        n_rows = len(self._row_limit) if with_dense else 0
+        self.spills += 1
+        for bucket in range(self._n_buckets):
+            filled = 0
+            for (keys, units), (lo_bucket, hi_bucket) in zip(runs, tags):
+                start = 0
+                while start < len(keys):
+                    start, filled = bucketing.gather_sparse(keys, units, lo_bucket, hi_bucket, start, bucket,
+                                                            self._shift, self._keys, self._values, filled)
+                    if start < len(keys):  # buffer full
+                        filled = self._sort_bucket(bucket, filled, final=False)
+            lo, hi = 0, 0
+            while lo < n_rows:
+                lo, hi, filled = bucketing.gather_dense(self._dense, self._row_limit, self._row_start, lo, hi,
+                                                        bucket, self._n_buckets, self._shift, self._keys,
+                                                        self._values, filled)
+                if lo < n_rows:  # buffer full
+                    filled = self._sort_bucket(bucket, filled, final=False)
+            self._sort_bucket(bucket, filled, final=True)
+
+    def _sort_bucket(self, bucket: int, filled: int, final: bool) -> int:
+        """Sort and sum the buffer's `filled` entries of `bucket`; hand them to `spill` as one piece when final
+        or still over half full (as _flush sets runs aside), else keep them. Returns the entries kept."""
+        keys, values = self._keys, self._values
+        sorted_runs.radix_sort(keys[:filled], values[:filled], 2 * self._shift, *self._scratch)
+        n = sorted_runs.reduce_sorted(keys, values, filled)
+        if not final and n <= len(keys) // 2:
+            return n
+        if n:
+            mask = (1 << self._shift) - 1
+            self._spill(bucket, Cooc((keys[:n] >> self._shift).astype(np.int32), (keys[:n] & mask).astype(np.int32),
+                                     values[:n].copy(), self.scale))
             self.spilled_runs += 1
+        return 0
 
 
 def cooccurrence(ids: np.ndarray, offsets: np.ndarray, window: int, weighting: str, n_buckets: int, *,
