@@ -51,10 +51,11 @@ from firth.workers.word2vec.draws import noise_draw, subsample, window_span
 from firth.workers.word2vec.model import input_step, output_gradient, skipgram_divisor
 
 # Hierarchical softmax: every pair walks the root and most walk the nodes just below it, so Hogwild
-# threads that wrote them in place would pass their cache lines back and forth on every pair (two
-# threads took 1.5x the CPU time of one for the same words). Each thread trains the top TOP_NODES
-# inner nodes (62 % of the node visits on the benchmark corpus; the least used of them is on 1 % of
-# pairs) in a copy of its own and shares its change every SHARE_TOP_WORDS words (`_share_top`).
+# threads that wrote them in place would pass their cache lines back and forth on every pair. Each
+# thread trains the top TOP_NODES inner nodes (62 % of the node visits on the benchmark corpus; the
+# least used of them is on 1 % of pairs) in a copy of its own and shares its change every
+# SHARE_TOP_WORDS words (`_share_top`). Two threads: 10-20 % less CPU and wall time for the same
+# words (benchmarks/README.md, "Hierarchical softmax on two threads").
 TOP_NODES = 128
 SHARE_TOP_WORDS = 1024
 
