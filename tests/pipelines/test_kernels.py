@@ -232,14 +232,14 @@ def test_term_frequencies_of_empty_input():
     assert len(kernels.tfidf(doc_index, term_id, tf, np.ones(3, np.float32))) == 0
 
 
-def test_undirected_pairs_become_both_directions_per_bucket_sorted():
-    from firth.pipelines.statistics.kernels.bucketing import directed_pieces, undirected_pieces
-    shift = 2  # ids < 4; key = lo << 2 | hi
-    keys = np.array([0 << 2 | 1, 1 << 2 | 1, 1 << 2 | 3, 2 << 2 | 3], np.int64)
-    units = np.array([3, 2, 5, 7], np.int64)
-    pieces = undirected_pieces(keys, units, shift, n_buckets=2, scale=1)
+def test_directed_entries_become_pieces_per_bucket_sorted():
+    from firth.pipelines.statistics.kernels.bucketing import directed_pieces
+    shift = 2  # ids < 4
+    i, j = np.array([3, 1, 0, 1, 3, 2, 1]), np.array([1, 3, 1, 0, 2, 3, 1])  # any order
+    units = np.array([5, 5, 3, 3, 7, 7, 4], np.int64)
+    pieces = directed_pieces(i, j, units, shift, n_buckets=2, scale=1)
     rows = [(b, list(zip(p.i.tolist(), p.j.tolist(), p.units.tolist()))) for b, p in pieces]
-    # (a, a) doubles, as the counter's result does; bucket = i % 2; rows sorted by (i, j)
+    # bucket = i % 2; rows sorted by (i, j)
     assert rows == [(0, [(0, 1, 3), (2, 3, 7)]),
                     (1, [(1, 0, 3), (1, 1, 4), (1, 3, 5), (3, 1, 5), (3, 2, 7)])]
     only_bucket_1 = directed_pieces(np.array([3, 1]), np.array([0, 2]), np.array([1, 1]), shift, 2, 1)

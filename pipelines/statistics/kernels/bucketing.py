@@ -34,28 +34,15 @@ class Cooc:
         return len(self.i)
 
 
-# bytes of working memory per undirected input entry in `undirected_pieces` (two directed entries,
-# each: key, value, two scratch words, and the i/j/units expansion on the way): sizes spill slices
+# bytes of working memory per undirected entry turned into its two directed entries (each: key,
+# value, two scratch words, and the i/j/units expansion on the way): sizes the chunks in which a
+# cached shard's entries are re-bucketed (pipelines/statistics/steps.py)
 BYTES_PER_UNDIRECTED_ENTRY = 112
 
 
 def key_shift(vocab_size: int) -> int:
     """Bits of one id in a packed pair key."""
     return max(int(vocab_size) - 1, 1).bit_length()
-
-
-def undirected_pieces(keys: np.ndarray, units: np.ndarray, shift: int, n_buckets: int,
-                      scale: int) -> list[tuple[int, Cooc]]:
-    """Both directions of unordered pairs: keys (n,) int64 lo << shift | hi (lo <= hi), units (n,) int64
-    → [(bucket, Cooc sorted by (i, j))] for the non-empty buckets. (a, a) gets 2·units, as in the counter."""
-    mask = (1 << shift) - 1
-    lo, hi = keys >> shift, keys & mask
-    off_diagonal = lo != hi
-    i = np.concatenate([lo, hi[off_diagonal]])  # (n + n_off,)
-    j = np.concatenate([hi, lo[off_diagonal]])
-    values = np.concatenate([np.where(off_diagonal, units, 2 * units), units[off_diagonal]])
-    del lo, hi, off_diagonal
-    return directed_pieces(i, j, values, shift, n_buckets, scale)
 
 
 def directed_pieces(i: np.ndarray, j: np.ndarray, units: np.ndarray, shift: int, n_buckets: int,
