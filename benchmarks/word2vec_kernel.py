@@ -10,9 +10,9 @@ negative 5, sample 1e-3; sghs: hierarchical softmax, negative 0): firth's `train
 thread against gensim's `train` with `workers=1`. The figures are wall and CPU *process* time; the
 CPU time is what a loaded machine disturbs least (with one thread), and with several threads it
 shows what they cost each other (two threads that contend for rows spend more CPU than one for
-the same words); gensim's includes its producer thread. Both sides
-get the whole vocabulary with its corpus counts (gensim: `build_vocab_from_freq`): the same
-Huffman tree, noise table and subsampling rates.
+the same words); gensim's includes its producer thread. Both sides get the whole vocabulary with
+its corpus counts (gensim: `build_vocab_from_freq`): the same Huffman tree, noise table and
+subsampling rates.
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
 from benchmarks.word2vec_vs_gensim import read_statistics  # noqa: E402
+from firth.workers.word2vec.loop import equal_parts  # noqa: E402
 from firth.workers.word2vec.model import (  # noqa: E402
+    NO_HUFFMAN,
     alias_table,
     huffman,
     init_state,
@@ -48,13 +50,6 @@ def first_words(stats: str, words: int) -> tuple[list[str], np.ndarray, np.ndarr
     return tokens, counts, ids[:offsets[docs]], offsets[:docs + 1]
 
 
-def halves(ids: np.ndarray, offsets: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids, offsets) of `parts` runs of whole documents of about equal words (WorkerLoop's split)."""
-    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], parts + 1)).tolist()
-    cuts[0], cuts[-1] = 0, len(offsets) - 1
-    return [(ids[offsets[a]:offsets[b]], offsets[a:b + 1] - offsets[a]) for a, b in zip(cuts, cuts[1:]) if a < b]
-
-
 def firth_seconds(model: str, tokens, counts, ids, offsets, threads: int) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, mean loss per example) of one epoch on `threads` threads."""
     fasttext = (3, 6, 2_000_000) if model == "fasttext" else None
@@ -62,7 +57,7 @@ def firth_seconds(model: str, tokens, counts, ids, offsets, threads: int) -> tup
     negative = 0 if hs else 5
     layout = make_layout(tokens, 100, negative > 0, hs, fasttext)
     syn0, syn1neg, syn1 = layout.views(init_state(layout, 0))
-    tree = huffman(counts) if hs else (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
+    tree = huffman(counts) if hs else NO_HUFFMAN
 
     tables = (keep_probabilities(counts, 1e-3), *alias_table(counts), *tree)
     sig, logsig = sigmoid_tables()
@@ -73,10 +68,14 @@ def firth_seconds(model: str, tokens, counts, ids, offsets, threads: int) -> tup
                     negative, hs, 5, 0.025, 0.0001, np.array([1 + part], np.uint64), sig, logsig, stats)
         return stats
 
+    def run_part(part: int, first: int, last: int) -> np.ndarray:  # WorkerLoop's split of a block
+        return run(part, ids[offsets[first]:offsets[last]], offsets[first:last + 1] - offsets[first])
+
     run(0, ids[:1000], np.array([0, 1000]))  # compile
     wall, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
-        stats = sum(pool.map(lambda part: run(part[0], *part[1]), enumerate(halves(ids, offsets, threads))))
+        parts = [(k, *span) for k, span in enumerate(equal_parts(offsets, threads))]
+        stats = sum(pool.map(lambda part: run_part(*part), parts))
     return time.perf_counter() - wall, time.process_time() - cpu, stats[0] / stats[1]
 
 

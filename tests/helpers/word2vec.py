@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from firth.workers.word2vec.kernel_numba import train_block
+from firth.workers.word2vec.model import NO_HUFFMAN as NO_HS
 from firth.workers.word2vec.model import alias_table, huffman, keep_probabilities, sigmoid_tables
-
-NO_HS = (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
 
 
 def run_numba(layout, state, ids, offsets, counts, sg, negative, hs, window, alpha, seed=1, sample=0.0):

@@ -41,7 +41,6 @@ def test_spilled_pieces_sum_to_the_in_memory_result():
         assert_same_bytes(merge_cooccurrence(pieces[bucket]), got)
 
 
-
 def test_each_spill_writes_one_piece_per_bucket_and_they_sum_to_the_unspilled_result():
     # window 20 keeps a 96-entry pair buffer in a 4 KiB budget (runs spill past 64 entries): with 16
     # buckets, a bucket's share of one spill fits that buffer, so each spill writes one piece per bucket

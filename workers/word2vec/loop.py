@@ -18,7 +18,15 @@ import pyarrow.parquet as pq
 import torch
 
 from firth.workers.word2vec.kernel_numba import train_block
-from firth.workers.word2vec.model import Layout, alias_table, huffman, init_state, keep_probabilities, sigmoid_tables
+from firth.workers.word2vec.model import (
+    NO_HUFFMAN,
+    Layout,
+    alias_table,
+    huffman,
+    init_state,
+    keep_probabilities,
+    sigmoid_tables,
+)
 
 Unit = tuple[str, int, int]  # (tokens file path, row group, tokens in it)
 
@@ -34,8 +42,7 @@ class WorkerLoop:
         self.config, self.layout, self.device, self.rank = config, layout, device, rank
         self.keep = keep_probabilities(counts, config.sample)
         self.alias_prob, self.alias_idx = alias_table(counts)
-        self.codes, self.points, self.lengths = huffman(counts) if config.hs else \
-            (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
+        self.codes, self.points, self.lengths = huffman(counts) if config.hs else NO_HUFFMAN
         self.sig, self.logsig = sigmoid_tables()
         self.state = init_state(layout, config.seed) if state is None else state
         self.state_t = torch.from_numpy(self.state).to(device)  # on CPU: the same memory as `state`
@@ -83,9 +90,7 @@ class WorkerLoop:
             return
         # the threads train equal parts (by words, whole documents) at once, each with its own
         # random state, all at the block's learning rate (they run side by side)
-        cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], self.threads + 1)).tolist()
-        cuts[0], cuts[-1] = 0, len(offsets) - 1
-        parts = [(k, cuts[k], cuts[k + 1]) for k in range(self.threads) if cuts[k] < cuts[k + 1]]
+        parts = [(k, *span) for k, span in enumerate(equal_parts(offsets, self.threads))]
         for part_stats in self.pool.map(lambda part: kernel(*part), parts):
             stats += part_stats
 
@@ -118,6 +123,14 @@ class WorkerLoop:
                 first = last
         on_block(done)
         return stats, done
+
+
+def equal_parts(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Documents offsets (docs+1,) cut into at most `parts` runs of whole documents of about equal
+    words: [(first, last)] document indices, last exclusive, none empty."""
+    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], parts + 1)).tolist()
+    cuts[0], cuts[-1] = 0, len(offsets) - 1
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if a < b]
 
 
 def block_end(offsets: np.ndarray, first: int, words: int) -> int:

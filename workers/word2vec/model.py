@@ -51,6 +51,8 @@ from firth.schemas.subwords import word_buckets
 
 MAX_CODE = 40  # longest Huffman code (word2vec.c's MAX_CODE_LENGTH)
 MAX_EXP, EXP_TABLE_SIZE = 6.0, 1000
+# (codes, points, lengths) for a kernel trained without hierarchical softmax: never read
+NO_HUFFMAN = (np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32))
 
 
 def huffman(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -167,7 +167,9 @@ class CooccurrenceCounter:
         directed entries gathered into the pair buffer (empty between batches), sorted and summed there.
 
         Extra memory: the runs' bucket tags, 2 bytes a run entry up to 256 buckets (an eighth of the runs),
-        and the piece handed to `spill`, 16 bytes an entry for at most the pair buffer's capacity.
+        and the piece handed to `spill`, 16 bytes an entry for at most the pair buffer's capacity. Extra
+        work: the tags are read once per bucket (n_buckets passes of byte compares over the runs), which
+        costs less than the merge pass that pieces past merge_fan_in would add.
         """
         runs, self._runs = self._runs, []
         tags = [bucketing.bucket_tags(keys, self._shift, self._n_buckets) for keys, _ in runs]  # (lo, hi) buckets
