@@ -12,11 +12,12 @@ CPU time is what a loaded machine disturbs least (with one thread), and with sev
 shows what they cost each other (two threads that contend for rows spend more CPU than one for
 the same words); gensim's includes its producer thread. Both sides get the whole vocabulary with
 its corpus counts (gensim: `build_vocab_from_freq`): the same Huffman tree, noise table and
-subsampling rates.
+subsampling rates. Results: benchmarks/results/word2vec_kernel-MODEL-Nt.json (N threads).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, as a script
 
+from benchmarks.results import save  # noqa: E402
 from benchmarks.word2vec_vs_gensim import read_statistics  # noqa: E402
 from firth.workers.word2vec.loop import equal_parts  # noqa: E402
 from firth.workers.word2vec.model import (  # noqa: E402
@@ -105,11 +107,17 @@ def main() -> None:
     args = parser.parse_args()
     tokens, counts, ids, offsets = first_words(args.stats, args.words)
     print(f"{args.model}: {len(ids):,} words, {args.threads} thread(s) each, one epoch: wall / CPU seconds")
+    rounds = []
     for _ in range(args.rounds):
         wall, cpu, loss = firth_seconds(args.model, tokens, counts, ids, offsets, args.threads)
         their_wall, their_cpu = gensim_seconds(args.model, tokens, counts, ids, offsets, args.threads)
         print(f"  firth {wall:6.2f} / {cpu:6.2f} s (loss {loss:.4f})   gensim {their_wall:6.2f} / {their_cpu:6.2f} s   "
               f"firth words/s / gensim's {their_wall / wall:.2f}x", flush=True)
+        rounds.append({"firth_wall_s": wall, "firth_cpu_s": cpu, "firth_loss": loss, "gensim_wall_s": their_wall,
+                       "gensim_cpu_s": their_cpu, "firth_over_gensim": their_wall / wall})
+    save(f"word2vec_kernel-{args.model}-{args.threads}t", {"model": args.model, "words": len(ids),
+                                                           "threads": args.threads, "rounds": rounds,
+                                                           "load_average": os.getloadavg()})
 
 
 if __name__ == "__main__":
